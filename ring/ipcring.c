@@ -1,0 +1,1205 @@
+/* ipcring: implementation. See ipcring.h for the API and docs/ring-format.md
+ * for the shared layout and the ordering rules. */
+#define _GNU_SOURCE
+#include "ipcring.h"
+
+#include "atomics.h"
+#include "ipcring-layout.h"
+#include "ipcring-private.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#ifdef __linux__
+#include <linux/futex.h>
+#include <sys/syscall.h>
+#endif
+
+/* How long a blocking call spins before it announces itself and sleeps. */
+#define SPIN_NS 20000
+/* Longest single sleep: peer liveness is checked after each, so a dead peer
+ * is noticed within this bound (plus a system call). */
+#define SLICE_NS 50000000
+#define NSEC_PER_SEC 1000000000LL
+
+#ifndef O_CLOEXEC
+#define O_CLOEXEC 0
+#endif
+#ifndef MAP_POPULATE
+#define MAP_POPULATE 0
+#endif
+
+/* Open-file-description locks belong to the open file, not the process, so
+ * two handles in one process are told apart and a lock survives fork only in
+ * the process that keeps the descriptor. Fallback: classic process locks. */
+#ifdef F_OFD_SETLK
+#define LOCK_SET F_OFD_SETLK
+#define LOCK_GET F_OFD_GETLK
+#else
+#define LOCK_SET F_SETLK
+#define LOCK_GET F_GETLK
+#endif
+
+/* ---- What both sides share ----------------------------------------- */
+
+struct ipcring_side {
+  struct ipcring_shared *sh;
+  uint8_t *data;
+  uint64_t cap;
+  uint64_t mask;
+  size_t map_size;
+  int fd;       /* the mapping's file, -1 for attach_mem */
+  int lock_fd;  /* descriptor holding our lock, may equal fd */
+  int failed;   /* sticky -EPROTO */
+  _Atomic int interrupted;
+  uint64_t records, bytes, waits, wakes;
+};
+
+struct ipcring_writer {
+  struct ipcring_side s;
+  uint64_t widx;        /* private write index: the truth */
+  uint64_t cached_r;    /* last read index seen, checked */
+  uint64_t reserved;    /* bytes of the open reservation, 0 if none */
+  size_t reserved_len;
+  uint64_t reader_lost_gen; /* reader generation whose loss was reported */
+  int eos;
+  char *path;
+  dev_t dev;
+  ino_t ino;
+};
+
+struct ipcring_reader {
+  struct ipcring_side s;
+  uint64_t ridx;        /* private read index: the truth */
+  uint64_t cached_w;    /* last write index seen, checked */
+  uint64_t held;        /* bytes of the peeked record, 0 if none */
+  size_t held_len;
+  uint32_t held_tag;
+  uint64_t writer_lost_gen; /* writer generation whose loss was reported */
+};
+
+const char *ipcring_strerror(int err)
+{
+  switch (err) {
+  case 0: return "success";
+  case -EAGAIN: return "would block";
+  case -ETIMEDOUT: return "timed out";
+  case -ECANCELED: return "interrupted";
+  case -ENODATA: return "end of stream";
+  case -EPIPE: return "peer gone";
+  case -EPROTO: return "ring memory is corrupt or inconsistent";
+  case -EMSGSIZE: return "record too large";
+  case -EBUSY: return "ring already has a live writer or reader";
+  case -EEXIST: return "file exists and is not a ring that can be taken over";
+  case -EINVAL: return "invalid argument or not a ring file";
+  case -EPROTONOSUPPORT: return "ring format version not supported";
+  case -EPERM: return "ring file owned by another user or writable by others";
+  case -ENOSPC: return "no space to reserve the ring's pages";
+  default: return err < 0 ? strerror(-err) : "unknown";
+  }
+}
+
+/* ---- Time, futex ---------------------------------------------------- */
+
+static int64_t now_ns(void)
+{
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (int64_t)ts.tv_sec * NSEC_PER_SEC + ts.tv_nsec;
+}
+
+/* Sleep while *word == val, at most ns. Returns 0 (woken or value changed) or
+ * -ETIMEDOUT. A signal counts as a wake-up: the caller re-checks anyway. */
+static int word_wait(_Atomic uint32_t *word, uint32_t val, int64_t ns)
+{
+  struct timespec ts = { (time_t)(ns / NSEC_PER_SEC), (long)(ns % NSEC_PER_SEC) };
+#ifdef __linux__
+  long rc = syscall(SYS_futex, (uint32_t *)word, FUTEX_WAIT, val, &ts, NULL, 0);
+  if (rc < 0 && errno == ETIMEDOUT)
+    return -ETIMEDOUT;
+  return 0;
+#else
+  /* No cross-process futex: poll the word every 200 us. */
+  int64_t end = now_ns() + ns;
+  while (ipcring_load_acquire_u32(word) == val) {
+    int64_t left = end - now_ns();
+    if (left <= 0)
+      return -ETIMEDOUT;
+    struct timespec nap = { 0, left < 200000 ? (long)left : 200000 };
+    nanosleep(&nap, NULL);
+  }
+  (void)ts;
+  return 0;
+#endif
+}
+
+static void word_wake(_Atomic uint32_t *word)
+{
+#ifdef __linux__
+  syscall(SYS_futex, (uint32_t *)word, FUTEX_WAKE, INT_MAX, NULL, NULL, 0);
+#else
+  (void)word;
+#endif
+}
+
+/* Waker's half of the handshake: called after publishing an index. Either the
+ * sleeper's re-check (after its seq_cst announce) sees the new index, or this
+ * load sees SLEEPING; the fence pairs with ipcring_store_seq_cst_u32() in
+ * side_wait(). Only when someone sleeps does it cost an atomic and a syscall. */
+static inline void wake_peer(struct ipcring_side *s, _Atomic uint32_t *word)
+{
+  ipcring_fence_full();
+  if (ipcring_load_relaxed_u32(word) != IPCRING_WAIT_IDLE &&
+      ipcring_exchange_u32(word, IPCRING_WAIT_IDLE) != IPCRING_WAIT_IDLE) {
+    word_wake(word);
+    s->wakes++;
+  }
+}
+
+/* ---- Locks (peer liveness) ------------------------------------------ */
+
+static int lock_take(int fd, int byte)
+{
+  struct flock fl;
+  memset(&fl, 0, sizeof fl);
+  fl.l_type = F_WRLCK;
+  fl.l_whence = SEEK_SET;
+  fl.l_start = byte;
+  fl.l_len = 1;
+  if (fcntl(fd, LOCK_SET, &fl) == 0)
+    return 0;
+  if (errno == EAGAIN || errno == EACCES)
+    return -EBUSY;
+  return -errno;
+}
+
+/* 1 if some other open file holds the lock on this byte, i.e. the peer is
+ * attached and alive; the kernel drops the lock when the peer dies. */
+static int lock_held_by_other(int fd, int byte)
+{
+  if (fd < 0)
+    return 0;
+  struct flock fl;
+  memset(&fl, 0, sizeof fl);
+  fl.l_type = F_WRLCK;
+  fl.l_whence = SEEK_SET;
+  fl.l_start = byte;
+  fl.l_len = 1;
+  if (fcntl(fd, LOCK_GET, &fl) != 0)
+    return 1; /* cannot tell: assume alive, the next slice asks again */
+  return fl.l_type != F_UNLCK;
+}
+
+/* A descriptor of our own for the locks: an inherited fd may share its open
+ * file description with the peer, and locks on one description do not
+ * conflict with each other. Re-opening through /proc gives a new one. */
+static int private_lock_fd(int fd)
+{
+#ifdef __linux__
+  char p[64];
+  snprintf(p, sizeof p, "/proc/self/fd/%d", fd);
+  int nfd = open(p, O_RDWR | O_CLOEXEC);
+  if (nfd >= 0)
+    return nfd;
+#endif
+  return fcntl(fd, F_DUPFD_CLOEXEC, 3);
+}
+
+/* ---- Waiting ---------------------------------------------------------- */
+
+/* Poll: 1 = ready, 0 = not yet, <0 = error to return. */
+typedef int (*poll_fn)(void *self);
+/* Called when a sleep ended without progress: 0 = keep waiting, <0 = return. */
+typedef int (*idle_fn)(void *self);
+
+static int side_fail(struct ipcring_side *s)
+{
+  s->failed = -EPROTO;
+  return -EPROTO;
+}
+
+/* Spin briefly, then announce on `word` and sleep on it in slices, until
+ * poll() says ready, the deadline passes or we are interrupted. */
+static int side_wait(struct ipcring_side *s, _Atomic uint32_t *word, poll_fn poll,
+                     idle_fn idle, void *self, int64_t timeout_ns)
+{
+  int rc = poll(self);
+  if (rc != 0)
+    return rc < 0 ? rc : 0;
+  if (atomic_load_explicit(&s->interrupted, memory_order_acquire))
+    return -ECANCELED;
+  if (timeout_ns == 0)
+    return -EAGAIN;
+
+  int64_t start = now_ns();
+  int64_t deadline = timeout_ns < 0 ? INT64_MAX : start + timeout_ns;
+  int64_t spin_end = start + SPIN_NS;
+  for (unsigned i = 1;; i++) {
+    rc = poll(self);
+    if (rc != 0)
+      return rc < 0 ? rc : 0;
+    ipcring_cpu_relax();
+    if ((i & 63) == 0) {
+      int64_t t = now_ns();
+      if (t >= spin_end || t >= deadline)
+        break;
+      if (atomic_load_explicit(&s->interrupted, memory_order_acquire))
+        return -ECANCELED;
+    }
+  }
+
+  s->waits++;
+  for (;;) {
+    /* Announce, then re-check: pairs with the fence in wake_peer() and with
+     * the exchange in *_interrupt(). */
+    ipcring_store_seq_cst_u32(word, IPCRING_WAIT_SLEEPING);
+    rc = poll(self);
+    if (rc == 0 && atomic_load_explicit(&s->interrupted, memory_order_seq_cst))
+      rc = -ECANCELED;
+    int64_t t = now_ns();
+    if (rc == 0 && t >= deadline)
+      rc = -ETIMEDOUT;
+    if (rc != 0) {
+      ipcring_store_release_u32(word, IPCRING_WAIT_IDLE);
+      return rc < 0 ? rc : 0;
+    }
+    int64_t slice = deadline - t < SLICE_NS ? deadline - t : SLICE_NS;
+    word_wait(word, IPCRING_WAIT_SLEEPING, slice);
+    rc = poll(self);
+    if (rc == 0)
+      rc = idle(self);
+    if (rc != 0) {
+      ipcring_store_release_u32(word, IPCRING_WAIT_IDLE);
+      return rc < 0 ? rc : 0;
+    }
+  }
+}
+
+/* ---- Mapping and validation ----------------------------------------- */
+
+static int is_pow2(uint64_t v)
+{
+  return v && !(v & (v - 1));
+}
+
+static int capacity_ok(uint64_t cap)
+{
+  return is_pow2(cap) && cap >= IPCRING_CAPACITY_MIN && cap <= IPCRING_CAPACITY_MAX;
+}
+
+/* Check a private copy of the header's constant fields. */
+static int header_check(const struct ipcring_shared *h, uint64_t file_size)
+{
+  if (file_size < IPCRING_HEADER_SIZE || h->magic != IPCRING_MAGIC)
+    return -EINVAL;
+  if (h->version != IPCRING_FORMAT_VERSION)
+    return -EPROTONOSUPPORT;
+  if (h->header_size != IPCRING_HEADER_SIZE || h->flags != 0 || !capacity_ok(h->capacity))
+    return -EPROTO;
+  if (file_size != IPCRING_HEADER_SIZE + h->capacity)
+    return -EPROTO;
+  return 0;
+}
+
+/* Indices as a pair: r <= w <= r + cap, both 8-byte aligned. */
+static int indices_ok(uint64_t r, uint64_t w, uint64_t cap)
+{
+  return ((r | w) & 7) == 0 && w - r <= cap;
+}
+
+static int side_map(struct ipcring_side *s, int fd, uint64_t cap)
+{
+  size_t size = IPCRING_HEADER_SIZE + cap;
+  void *p = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_POPULATE, fd, 0);
+  if (p == MAP_FAILED)
+    return -errno;
+  s->sh = p;
+  s->data = (uint8_t *)p + IPCRING_HEADER_SIZE;
+  s->cap = cap;
+  s->mask = cap - 1;
+  s->map_size = size;
+  return 0;
+}
+
+static void side_unmap(struct ipcring_side *s)
+{
+  if (s->sh && s->fd >= 0)
+    munmap(s->sh, s->map_size);
+  if (s->lock_fd >= 0 && s->lock_fd != s->fd)
+    close(s->lock_fd);
+  if (s->fd >= 0)
+    close(s->fd);
+  s->sh = NULL;
+  s->fd = s->lock_fd = -1;
+}
+
+/* Reserve the file's pages now, so a full /dev/shm fails here and not with
+ * SIGBUS while streaming. */
+static int reserve_pages(int fd, uint64_t size)
+{
+#ifdef __linux__
+  int rc = posix_fallocate(fd, 0, (off_t)size);
+  if (rc == 0 || rc == EOPNOTSUPP || rc == EINVAL)
+    return rc == 0 ? 0 : (ftruncate(fd, (off_t)size) == 0 ? 0 : -errno);
+  return -rc;
+#else
+  return ftruncate(fd, (off_t)size) == 0 ? 0 : -errno;
+#endif
+}
+
+/* ---- Writer ------------------------------------------------------------ */
+
+static int writer_poll_space(void *self);
+static int writer_idle(void *self);
+
+static struct ipcring_writer *writer_new(void)
+{
+  struct ipcring_writer *w = calloc(1, sizeof *w);
+  if (w) {
+    w->s.fd = w->s.lock_fd = -1;
+  }
+  return w;
+}
+
+/* Fill a fresh file (locked by us) with an empty ring. */
+static int writer_init_fresh(struct ipcring_writer *w, uint64_t cap)
+{
+  int rc;
+  if (ftruncate(w->s.fd, 0) != 0)
+    return -errno;
+  if ((rc = reserve_pages(w->s.fd, IPCRING_HEADER_SIZE + cap)) != 0)
+    return rc;
+  if ((rc = side_map(&w->s, w->s.fd, cap)) != 0)
+    return rc;
+  struct ipcring_shared *sh = w->s.sh;
+  memset(sh, 0, IPCRING_HEADER_SIZE);
+  sh->version = IPCRING_FORMAT_VERSION;
+  sh->header_size = IPCRING_HEADER_SIZE;
+  sh->capacity = cap;
+  sh->flags = 0;
+  atomic_store(&sh->writer_generation, 1);
+  atomic_store(&sh->writer_pid, (int32_t)getpid());
+  /* The magic last: a reader of a half-written header sees "not a ring". */
+  atomic_thread_fence(memory_order_release);
+  sh->magic = IPCRING_MAGIC;
+  w->widx = w->cached_r = 0;
+  w->reader_lost_gen = 0; /* generation 0: no reader ever attached */
+  return 0;
+}
+
+/* Take over a ring whose writer is gone (we hold the writer lock). Returns 1
+ * if the file must be replaced instead. */
+static int writer_adopt(struct ipcring_writer *w, uint64_t cap)
+{
+  struct stat st;
+  struct ipcring_shared h;
+  if (fstat(w->s.fd, &st) != 0)
+    return -errno;
+  if (st.st_size < (off_t)sizeof h)
+    return -EEXIST;
+  if (pread(w->s.fd, &h, sizeof h, 0) != (ssize_t)sizeof h)
+    return -EEXIST;
+  if (h.magic != IPCRING_MAGIC)
+    return -EEXIST; /* somebody else's file: never replace it */
+  int reader_alive = lock_held_by_other(w->s.lock_fd, IPCRING_LOCK_READER);
+  if (header_check(&h, (uint64_t)st.st_size) != 0 || h.capacity != cap)
+    return reader_alive ? -EBUSY : 1;
+  int rc = reserve_pages(w->s.fd, IPCRING_HEADER_SIZE + cap);
+  if (rc != 0)
+    return rc;
+  if ((rc = side_map(&w->s, w->s.fd, cap)) != 0)
+    return rc;
+  struct ipcring_shared *sh = w->s.sh;
+  uint64_t widx = ipcring_load_acquire_u64(&sh->write_index);
+  uint64_t ridx = ipcring_load_acquire_u64(&sh->read_index);
+  if (!indices_ok(ridx, widx, cap)) {
+    munmap(sh, w->s.map_size);
+    w->s.sh = NULL;
+    return reader_alive ? -EPROTO : 1;
+  }
+  w->widx = widx;
+  w->cached_r = ridx;
+  uint64_t rgen = ipcring_load_relaxed_u64(&sh->reader_generation);
+  /* A reader that died before we came is not ours to report. */
+  w->reader_lost_gen = reader_alive ? 0 : rgen;
+  if (reader_alive && rgen == 0)
+    w->reader_lost_gen = 0;
+  ipcring_store_release_u32(&sh->eos, 0);
+  ipcring_store_release_u32(&sh->writer_wait, IPCRING_WAIT_IDLE);
+  atomic_store(&sh->writer_pid, (int32_t)getpid());
+  atomic_fetch_add(&sh->writer_generation, 1);
+  /* Let a reader waiting for a new writer see us. */
+  wake_peer(&w->s, &sh->reader_wait);
+  return 0;
+}
+
+static int writer_finish_open(struct ipcring_writer *w, ipcring_writer **out)
+{
+  *out = w;
+  return 0;
+}
+
+static void writer_free(struct ipcring_writer *w)
+{
+  if (!w)
+    return;
+  side_unmap(&w->s);
+  free(w->path);
+  free(w);
+}
+
+/* Create an unnamed, locked, initialised file in the directory of path and
+ * link it in; -EEXIST if the path appeared meanwhile. */
+static int writer_create_new(struct ipcring_writer *w, const char *path, uint64_t cap,
+                             mode_t mode)
+{
+  char *dir = strdup(path);
+  if (!dir)
+    return -ENOMEM;
+  char *slash = strrchr(dir, '/');
+  if (!slash)
+    strcpy(dir, ".");
+  else if (slash == dir)
+    dir[1] = '\0';
+  else
+    *slash = '\0';
+
+  int rc = 0;
+  int fd = -1;
+  char *tmpname = NULL;
+#if defined(__linux__) && defined(O_TMPFILE)
+  fd = open(dir, O_TMPFILE | O_RDWR | O_CLOEXEC, mode);
+#endif
+  if (fd < 0) {
+    size_t n = strlen(path) + 32;
+    tmpname = malloc(n);
+    if (!tmpname) {
+      free(dir);
+      return -ENOMEM;
+    }
+    snprintf(tmpname, n, "%s.tmp.XXXXXX", path);
+    fd = mkstemp(tmpname);
+    if (fd < 0) {
+      rc = -errno;
+      free(tmpname);
+      free(dir);
+      return rc;
+    }
+    (void)fcntl(fd, F_SETFD, FD_CLOEXEC);
+  }
+  free(dir);
+  w->s.fd = w->s.lock_fd = fd;
+  if (fchmod(fd, mode) != 0) {
+    rc = -errno;
+    goto fail;
+  }
+  if ((rc = lock_take(fd, IPCRING_LOCK_WRITER)) != 0)
+    goto fail;
+  if ((rc = writer_init_fresh(w, cap)) != 0)
+    goto fail;
+  if (tmpname) {
+    if (link(tmpname, path) != 0)
+      rc = -errno;
+    unlink(tmpname);
+    free(tmpname);
+    tmpname = NULL;
+  } else {
+    char p[64];
+    snprintf(p, sizeof p, "/proc/self/fd/%d", fd);
+    if (linkat(AT_FDCWD, p, AT_FDCWD, path, AT_SYMLINK_FOLLOW) != 0)
+      rc = -errno;
+  }
+  if (rc != 0)
+    goto fail;
+  return 0;
+
+fail:
+  if (tmpname) {
+    unlink(tmpname);
+    free(tmpname);
+  }
+  side_unmap(&w->s);
+  return rc;
+}
+
+int ipcring_writer_create(const char *path, uint64_t capacity, mode_t mode, unsigned flags,
+                          ipcring_writer **out)
+{
+  if (!path || !*path || !out)
+    return -EINVAL;
+  *out = NULL;
+  if (capacity == 0)
+    capacity = IPCRING_CAPACITY_DEFAULT;
+  if (!capacity_ok(capacity))
+    return -EINVAL;
+  if (mode == 0)
+    mode = 0600;
+  if (mode & ~(mode_t)0777)
+    return -EINVAL;
+
+  struct ipcring_writer *w = writer_new();
+  if (!w || !(w->path = strdup(path))) {
+    writer_free(w);
+    return -ENOMEM;
+  }
+
+  int rc = -EEXIST;
+  for (int attempt = 0; attempt < 8; attempt++) {
+    int fd = open(path, O_RDWR | O_NOFOLLOW | O_CLOEXEC);
+    if (fd >= 0) {
+      struct stat st;
+      if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
+        rc = S_ISREG(st.st_mode) ? -errno : -EEXIST;
+        close(fd);
+        break;
+      }
+      if (st.st_uid != geteuid()) {
+        close(fd);
+        rc = -EPERM;
+        break;
+      }
+      w->s.fd = w->s.lock_fd = fd;
+      if ((rc = lock_take(fd, IPCRING_LOCK_WRITER)) != 0) {
+        side_unmap(&w->s);
+        break;
+      }
+      if (flags & IPCRING_CREATE_NO_TAKEOVER) {
+        side_unmap(&w->s);
+        rc = -EEXIST;
+        break;
+      }
+      rc = writer_adopt(w, capacity);
+      if (rc == 1) {
+        /* Stale and incompatible, nobody attached: replace it, but only if
+         * the path still names the file we checked. */
+        struct stat now;
+        if (stat(path, &now) == 0 && now.st_dev == st.st_dev && now.st_ino == st.st_ino)
+          unlink(path);
+        side_unmap(&w->s);
+        rc = -EEXIST;
+        continue;
+      }
+      if (rc != 0) {
+        side_unmap(&w->s);
+        break;
+      }
+      w->dev = st.st_dev;
+      w->ino = st.st_ino;
+      return writer_finish_open(w, out);
+    }
+    if (errno != ENOENT) {
+      rc = -errno;
+      break;
+    }
+    rc = writer_create_new(w, path, capacity, mode);
+    if (rc == -EEXIST)
+      continue; /* raced with another creator: look again */
+    if (rc != 0)
+      break;
+    struct stat st;
+    if (fstat(w->s.fd, &st) == 0) {
+      w->dev = st.st_dev;
+      w->ino = st.st_ino;
+    }
+    return writer_finish_open(w, out);
+  }
+  writer_free(w);
+  return rc;
+}
+
+int ipcring_writer_create_fd(int fd, uint64_t capacity, unsigned flags, ipcring_writer **out)
+{
+  if (fd < 0 || !out)
+    return -EINVAL;
+  *out = NULL;
+  if (capacity == 0)
+    capacity = IPCRING_CAPACITY_DEFAULT;
+  if (!capacity_ok(capacity))
+    return -EINVAL;
+  struct stat st;
+  if (fstat(fd, &st) != 0)
+    return -errno;
+  if (!S_ISREG(st.st_mode))
+    return -EINVAL;
+  struct ipcring_writer *w = writer_new();
+  if (!w)
+    return -ENOMEM;
+  w->s.fd = fcntl(fd, F_DUPFD_CLOEXEC, 3);
+  if (w->s.fd < 0) {
+    int rc = -errno;
+    writer_free(w);
+    return rc;
+  }
+  w->s.lock_fd = private_lock_fd(w->s.fd);
+  int rc = w->s.lock_fd < 0 ? -errno : lock_take(w->s.lock_fd, IPCRING_LOCK_WRITER);
+  if (rc == 0) {
+    rc = st.st_size == 0 ? 0 : (flags & IPCRING_CREATE_NO_TAKEOVER) ? -EEXIST
+                                                                     : writer_adopt(w, capacity);
+    if (rc == 1 || st.st_size == 0)
+      rc = lock_held_by_other(w->s.lock_fd, IPCRING_LOCK_READER) ? -EBUSY
+                                                                 : writer_init_fresh(w, capacity);
+  }
+  if (rc != 0) {
+    writer_free(w);
+    return rc;
+  }
+  return writer_finish_open(w, out);
+}
+
+/* Is there room for `need` more bytes? Refreshes the cached read index. */
+static int writer_poll_space_for(struct ipcring_writer *w, uint64_t need)
+{
+  /* Pairs with the reader's release store in ipcring_reader_release(): the
+   * reader is done with everything below r. */
+  uint64_t r = ipcring_load_acquire_u64(&w->s.sh->read_index);
+  if (!indices_ok(r, w->widx, w->s.cap))
+    return side_fail(&w->s);
+  w->cached_r = r;
+  return w->widx + need - r <= w->s.cap;
+}
+
+struct space_wait {
+  struct ipcring_writer *w;
+  uint64_t need;
+};
+
+static int writer_poll_space(void *self)
+{
+  struct space_wait *sw = self;
+  return writer_poll_space_for(sw->w, sw->need);
+}
+
+/* A sleep ended with no room: is the reader still there? */
+static int writer_idle(void *self)
+{
+  struct ipcring_writer *w = ((struct space_wait *)self)->w;
+  if (lock_held_by_other(w->s.lock_fd, IPCRING_LOCK_READER))
+    return 0;
+  uint64_t gen = ipcring_load_relaxed_u64(&w->s.sh->reader_generation);
+  if (gen == w->reader_lost_gen)
+    return 0; /* already reported (or never attached): wait for a new one */
+  w->reader_lost_gen = gen;
+  return -EPIPE;
+}
+
+static int writer_wait_space(struct ipcring_writer *w, uint64_t need, int64_t timeout_ns)
+{
+  struct space_wait sw = { w, need };
+  return side_wait(&w->s, &w->s.sh->writer_wait, writer_poll_space, writer_idle, &sw,
+                   timeout_ns);
+}
+
+static inline void writer_publish(struct ipcring_writer *w)
+{
+  /* Pairs with the reader's acquire load in reader_poll(): the record bytes
+   * written before this store are visible once the reader sees the index. */
+  ipcring_store_release_u64(&w->s.sh->write_index, w->widx);
+  wake_peer(&w->s, &w->s.sh->reader_wait);
+}
+
+int ipcring_writer_reserve(ipcring_writer *w, size_t len, int64_t timeout_ns, void **ptr)
+{
+  if (w->s.failed)
+    return w->s.failed;
+  if (w->eos)
+    return -EPIPE;
+  if (len > ipcring_max_payload(w->s.cap))
+    return -EMSGSIZE;
+  uint64_t need = ipcring_record_size(len);
+  uint64_t off = w->widx & w->s.mask;
+  int rc;
+  if (off + need > w->s.cap) {
+    /* Does not fit before the end: fill the tail with a padding record and
+     * start again at offset 0. */
+    uint64_t pad = w->s.cap - off;
+    if (w->widx + pad - w->cached_r > w->s.cap &&
+        (rc = writer_wait_space(w, pad, timeout_ns)) != 0)
+      return rc;
+    struct ipcring_record rec = { IPCRING_PAD_LEN, 0 };
+    uint64_t v;
+    memcpy(&v, &rec, sizeof v);
+    ipcring_store_once_u64(w->s.data + off, v);
+    w->widx += pad;
+    writer_publish(w);
+    off = 0;
+  }
+  if (w->widx + need - w->cached_r > w->s.cap && (rc = writer_wait_space(w, need, timeout_ns)) != 0)
+    return rc;
+  w->reserved = need;
+  w->reserved_len = len;
+  *ptr = w->s.data + off + IPCRING_RECORD_HEADER;
+  return 0;
+}
+
+int ipcring_writer_commit(ipcring_writer *w, size_t len, uint32_t tag)
+{
+  if (!w->reserved || len > w->reserved_len)
+    return -EINVAL;
+  struct ipcring_record rec = { (uint32_t)len, tag };
+  uint64_t v;
+  memcpy(&v, &rec, sizeof v);
+  ipcring_store_once_u64(w->s.data + (w->widx & w->s.mask), v);
+  w->widx += ipcring_record_size(len);
+  w->reserved = 0;
+  w->s.records++;
+  w->s.bytes += len;
+  writer_publish(w);
+  return 0;
+}
+
+int ipcring_writer_push(ipcring_writer *w, const void *data, size_t len, uint32_t tag,
+                        int64_t timeout_ns)
+{
+  void *p;
+  int rc = ipcring_writer_reserve(w, len, timeout_ns, &p);
+  if (rc != 0)
+    return rc;
+  memcpy(p, data, len);
+  return ipcring_writer_commit(w, len, tag);
+}
+
+int ipcring_writer_pushv(ipcring_writer *w, const struct iovec *iov, int iovcnt, uint32_t tag,
+                         int64_t timeout_ns)
+{
+  if (iovcnt < 0 || (iovcnt > 0 && !iov))
+    return -EINVAL;
+  size_t len = 0;
+  for (int i = 0; i < iovcnt; i++) {
+    if (iov[i].iov_len > SIZE_MAX - len)
+      return -EMSGSIZE;
+    len += iov[i].iov_len;
+  }
+  void *p;
+  int rc = ipcring_writer_reserve(w, len, timeout_ns, &p);
+  if (rc != 0)
+    return rc;
+  uint8_t *d = p;
+  for (int i = 0; i < iovcnt; i++) {
+    memcpy(d, iov[i].iov_base, iov[i].iov_len);
+    d += iov[i].iov_len;
+  }
+  return ipcring_writer_commit(w, len, tag);
+}
+
+int ipcring_writer_eos(ipcring_writer *w)
+{
+  if (w->s.failed)
+    return w->s.failed;
+  w->reserved = 0;
+  w->eos = 1;
+  /* Pairs with the reader's acquire load of eos in reader_poll(), which it
+   * does before loading write_index: a reader that sees eos sees every
+   * record committed before it. */
+  ipcring_store_release_u32(&w->s.sh->eos, 1);
+  wake_peer(&w->s, &w->s.sh->reader_wait);
+  return 0;
+}
+
+void ipcring_writer_interrupt(ipcring_writer *w)
+{
+  atomic_store_explicit(&w->s.interrupted, 1, memory_order_seq_cst);
+  /* Pairs with the announce in side_wait(): either the sleeper sees the flag
+   * or this exchange sees SLEEPING and the wake reaches it. */
+  if (ipcring_exchange_u32(&w->s.sh->writer_wait, IPCRING_WAIT_IDLE) != IPCRING_WAIT_IDLE)
+    word_wake(&w->s.sh->writer_wait);
+}
+
+void ipcring_writer_clear_interrupt(ipcring_writer *w)
+{
+  atomic_store_explicit(&w->s.interrupted, 0, memory_order_seq_cst);
+}
+
+static int writer_poll_reader(void *self)
+{
+  struct ipcring_writer *w = self;
+  if (w->s.failed)
+    return w->s.failed;
+  return lock_held_by_other(w->s.lock_fd, IPCRING_LOCK_READER);
+}
+
+int ipcring_writer_wait_reader(ipcring_writer *w, int64_t timeout_ns)
+{
+  /* Polling here is a system call per check, so no spinning: the reader's
+   * attach wakes us, and each slice re-checks. */
+  int rc = writer_poll_reader(w);
+  if (rc != 0)
+    return rc < 0 ? rc : 0;
+  if (atomic_load(&w->s.interrupted))
+    return -ECANCELED;
+  if (timeout_ns == 0)
+    return -EAGAIN;
+  int64_t deadline = timeout_ns < 0 ? INT64_MAX : now_ns() + timeout_ns;
+  for (;;) {
+    ipcring_store_seq_cst_u32(&w->s.sh->writer_wait, IPCRING_WAIT_SLEEPING);
+    rc = writer_poll_reader(w);
+    if (rc == 0 && atomic_load(&w->s.interrupted))
+      rc = -ECANCELED;
+    int64_t t = now_ns();
+    if (rc == 0 && t >= deadline)
+      rc = -ETIMEDOUT;
+    if (rc != 0) {
+      ipcring_store_release_u32(&w->s.sh->writer_wait, IPCRING_WAIT_IDLE);
+      return rc < 0 ? rc : 0;
+    }
+    int64_t slice = deadline - t < SLICE_NS ? deadline - t : SLICE_NS;
+    word_wait(&w->s.sh->writer_wait, IPCRING_WAIT_SLEEPING, slice);
+  }
+}
+
+int ipcring_writer_unlink(ipcring_writer *w)
+{
+  if (!w->path)
+    return -EINVAL;
+  struct stat st;
+  if (stat(w->path, &st) != 0)
+    return -errno;
+  if (st.st_dev != w->dev || st.st_ino != w->ino)
+    return -ESTALE;
+  return unlink(w->path) == 0 ? 0 : -errno;
+}
+
+void ipcring_writer_close(ipcring_writer *w)
+{
+  if (!w)
+    return;
+  if (w->s.sh) {
+    /* Nudge a sleeping reader so it notices we are gone without waiting for
+     * its next liveness check. */
+    if (ipcring_exchange_u32(&w->s.sh->reader_wait, IPCRING_WAIT_IDLE) != IPCRING_WAIT_IDLE)
+      word_wake(&w->s.sh->reader_wait);
+  }
+  writer_free(w);
+}
+
+/* ---- Reader ------------------------------------------------------------ */
+
+static struct ipcring_reader *reader_new(void)
+{
+  struct ipcring_reader *r = calloc(1, sizeof *r);
+  if (r) {
+    r->s.fd = r->s.lock_fd = -1;
+    r->writer_lost_gen = UINT64_MAX;
+  }
+  return r;
+}
+
+static void reader_free(struct ipcring_reader *r)
+{
+  if (!r)
+    return;
+  side_unmap(&r->s);
+  free(r);
+}
+
+/* Validate the ring in mem (size bytes) and set up the reader's private state.
+ * Shared by the file and memory attach paths. */
+static int reader_setup(struct ipcring_reader *r, void *mem, uint64_t size)
+{
+  struct ipcring_shared h;
+  if (size < sizeof h)
+    return -EINVAL;
+  /* One snapshot of the constant fields; only the copy is used. */
+  memcpy(&h, mem, sizeof h);
+  atomic_signal_fence(memory_order_seq_cst);
+  int rc = header_check(&h, size);
+  if (rc != 0)
+    return rc;
+  r->s.sh = mem;
+  r->s.data = (uint8_t *)mem + IPCRING_HEADER_SIZE;
+  r->s.cap = h.capacity;
+  r->s.mask = h.capacity - 1;
+  uint64_t ridx = ipcring_load_acquire_u64(&r->s.sh->read_index);
+  uint64_t widx = ipcring_load_acquire_u64(&r->s.sh->write_index);
+  if (!indices_ok(ridx, widx, r->s.cap))
+    return -EPROTO;
+  r->ridx = ridx;
+  r->cached_w = widx;
+  return 0;
+}
+
+static int reader_attach_fd(struct ipcring_reader *r, unsigned flags)
+{
+  struct stat st;
+  if (fstat(r->s.fd, &st) != 0)
+    return -errno;
+  if (!S_ISREG(st.st_mode))
+    return -EINVAL;
+  if (!(flags & IPCRING_OPEN_ANY_OWNER) && st.st_uid != geteuid())
+    return -EPERM;
+  if (st.st_mode & S_IWOTH)
+    return -EPERM;
+  if ((uint64_t)st.st_size < IPCRING_HEADER_SIZE + IPCRING_CAPACITY_MIN ||
+      (uint64_t)st.st_size > IPCRING_HEADER_SIZE + IPCRING_CAPACITY_MAX)
+    return (uint64_t)st.st_size < sizeof(struct ipcring_shared) ? -EINVAL : -EPROTO;
+  struct ipcring_shared h;
+  if (pread(r->s.fd, &h, sizeof h, 0) != (ssize_t)sizeof h)
+    return -EINVAL;
+  int rc = header_check(&h, (uint64_t)st.st_size);
+  if (rc != 0)
+    return rc;
+  if ((rc = lock_take(r->s.lock_fd, IPCRING_LOCK_READER)) != 0)
+    return rc;
+  if ((rc = side_map(&r->s, r->s.fd, h.capacity)) != 0)
+    return rc;
+  struct ipcring_shared *sh = r->s.sh;
+  if ((rc = reader_setup(r, sh, r->s.map_size)) != 0)
+    return rc;
+  atomic_store(&sh->reader_pid, (int32_t)getpid());
+  atomic_fetch_add(&sh->reader_generation, 1);
+  ipcring_store_release_u32(&sh->reader_wait, IPCRING_WAIT_IDLE);
+  /* A writer blocked on a full ring or in wait_reader() sees us now. */
+  wake_peer(&r->s, &sh->writer_wait);
+  return 0;
+}
+
+int ipcring_reader_open(const char *path, unsigned flags, ipcring_reader **out)
+{
+  if (!path || !*path || !out)
+    return -EINVAL;
+  *out = NULL;
+  int fd = open(path, O_RDWR | O_NOFOLLOW | O_CLOEXEC);
+  if (fd < 0)
+    return -errno;
+  struct ipcring_reader *r = reader_new();
+  if (!r) {
+    close(fd);
+    return -ENOMEM;
+  }
+  r->s.fd = r->s.lock_fd = fd;
+  int rc = reader_attach_fd(r, flags);
+  if (rc != 0) {
+    reader_free(r);
+    return rc;
+  }
+  *out = r;
+  return 0;
+}
+
+int ipcring_reader_open_fd(int fd, unsigned flags, ipcring_reader **out)
+{
+  if (fd < 0 || !out)
+    return -EINVAL;
+  *out = NULL;
+  struct ipcring_reader *r = reader_new();
+  if (!r)
+    return -ENOMEM;
+  int rc = 0;
+  r->s.fd = fcntl(fd, F_DUPFD_CLOEXEC, 3);
+  if (r->s.fd < 0 || (r->s.lock_fd = private_lock_fd(r->s.fd)) < 0)
+    rc = -errno;
+  if (rc == 0)
+    rc = reader_attach_fd(r, flags);
+  if (rc != 0) {
+    reader_free(r);
+    return rc;
+  }
+  *out = r;
+  return 0;
+}
+
+int ipcring_reader_attach_mem(void *mem, size_t size, ipcring_reader **out)
+{
+  *out = NULL;
+  struct ipcring_reader *r = reader_new();
+  if (!r)
+    return -ENOMEM;
+  int rc = reader_setup(r, mem, size);
+  if (rc != 0) {
+    r->s.sh = NULL;
+    reader_free(r);
+    return rc;
+  }
+  *out = r;
+  return 0;
+}
+
+/* Is there a record? Refreshes the cached write index. 1 = data, 0 = none,
+ * -ENODATA at end of stream, -EPROTO on a bad index. */
+static int reader_poll(void *self)
+{
+  struct ipcring_reader *r = self;
+  if (r->s.failed)
+    return r->s.failed;
+  /* eos first, then the index: pairs with the writer's release store of eos
+   * in ipcring_writer_eos(), so seeing eos means seeing its last index. */
+  uint32_t eos = ipcring_load_acquire_u32(&r->s.sh->eos);
+  /* Pairs with the writer's release store in writer_publish(). */
+  uint64_t w = ipcring_load_acquire_u64(&r->s.sh->write_index);
+  if (!indices_ok(r->ridx, w, r->s.cap))
+    return side_fail(&r->s);
+  r->cached_w = w;
+  if (w != r->ridx)
+    return 1;
+  return eos ? -ENODATA : 0;
+}
+
+/* A sleep ended with no data: is the writer still there? */
+static int reader_idle(void *self)
+{
+  struct ipcring_reader *r = self;
+  if (lock_held_by_other(r->s.lock_fd, IPCRING_LOCK_WRITER))
+    return 0;
+  /* It may have committed just before dying. */
+  int rc = reader_poll(r);
+  if (rc != 0)
+    return rc > 0 ? 1 : rc;
+  uint64_t gen = ipcring_load_relaxed_u64(&r->s.sh->writer_generation);
+  if (gen == r->writer_lost_gen)
+    return 0;
+  r->writer_lost_gen = gen;
+  return -EPIPE;
+}
+
+static inline void reader_publish(struct ipcring_reader *r)
+{
+  /* Pairs with the writer's acquire load in writer_poll_space_for(): we no
+   * longer touch anything below ridx. */
+  ipcring_store_release_u64(&r->s.sh->read_index, r->ridx);
+  wake_peer(&r->s, &r->s.sh->writer_wait);
+}
+
+int ipcring_reader_peek(ipcring_reader *r, const void **ptr, size_t *len, uint32_t *tag,
+                        int64_t timeout_ns)
+{
+  if (r->s.failed)
+    return r->s.failed;
+  if (r->held) {
+    *ptr = r->s.data + (r->ridx & r->s.mask) + IPCRING_RECORD_HEADER;
+    *len = r->held_len;
+    *tag = r->held_tag;
+    return 0;
+  }
+  for (;;) {
+    if (r->ridx == r->cached_w) {
+      int rc = side_wait(&r->s, &r->s.sh->reader_wait, reader_poll, reader_idle, r, timeout_ns);
+      if (rc != 0)
+        return rc;
+    }
+    uint64_t off = r->ridx & r->s.mask;
+    uint64_t avail = r->cached_w - r->ridx;
+    struct ipcring_record rec;
+    uint64_t v = ipcring_load_once_u64(r->s.data + off);
+    memcpy(&rec, &v, sizeof rec);
+    if (rec.len == IPCRING_PAD_LEN) {
+      uint64_t skip = r->s.cap - off;
+      if (off == 0 || skip > avail)
+        return side_fail(&r->s);
+      r->ridx += skip;
+      reader_publish(r);
+      continue;
+    }
+    uint64_t size = ipcring_record_size(rec.len);
+    if (rec.len > ipcring_max_payload(r->s.cap) || off + size > r->s.cap || size > avail)
+      return side_fail(&r->s);
+    r->held = size;
+    r->held_len = rec.len;
+    r->held_tag = rec.tag;
+    *ptr = r->s.data + off + IPCRING_RECORD_HEADER;
+    *len = rec.len;
+    *tag = rec.tag;
+    return 0;
+  }
+}
+
+int ipcring_reader_release(ipcring_reader *r)
+{
+  if (!r->held)
+    return -EINVAL;
+  r->ridx += r->held;
+  r->s.records++;
+  r->s.bytes += r->held_len;
+  r->held = 0;
+  reader_publish(r);
+  return 0;
+}
+
+int ipcring_reader_pop(ipcring_reader *r, void *buf, size_t size, size_t *len, uint32_t *tag,
+                       int64_t timeout_ns)
+{
+  const void *p;
+  size_t n;
+  uint32_t t;
+  int rc = ipcring_reader_peek(r, &p, &n, &t, timeout_ns);
+  if (rc != 0)
+    return rc;
+  if (len)
+    *len = n;
+  if (tag)
+    *tag = t;
+  if (n > size)
+    return -EMSGSIZE;
+  memcpy(buf, p, n);
+  ipcring_reader_release(r);
+  return (int)n;
+}
+
+void ipcring_reader_interrupt(ipcring_reader *r)
+{
+  atomic_store_explicit(&r->s.interrupted, 1, memory_order_seq_cst);
+  /* Pairs with the announce in side_wait(). */
+  if (ipcring_exchange_u32(&r->s.sh->reader_wait, IPCRING_WAIT_IDLE) != IPCRING_WAIT_IDLE)
+    word_wake(&r->s.sh->reader_wait);
+}
+
+void ipcring_reader_clear_interrupt(ipcring_reader *r)
+{
+  atomic_store_explicit(&r->s.interrupted, 0, memory_order_seq_cst);
+}
+
+void ipcring_reader_close(ipcring_reader *r)
+{
+  if (!r)
+    return;
+  if (r->s.sh && r->s.fd >= 0) {
+    /* A writer blocked on a full ring notices at once. */
+    if (ipcring_exchange_u32(&r->s.sh->writer_wait, IPCRING_WAIT_IDLE) != IPCRING_WAIT_IDLE)
+      word_wake(&r->s.sh->writer_wait);
+  }
+  if (r->s.fd < 0)
+    r->s.sh = NULL; /* attach_mem: not ours to unmap */
+  reader_free(r);
+}
+
+/* ---- Information ------------------------------------------------------ */
+
+static void side_info(struct ipcring_side *s, struct ipcring_info *info, int peer_byte)
+{
+  struct ipcring_shared *sh = s->sh;
+  info->capacity = s->cap;
+  info->writer_generation = ipcring_load_relaxed_u64(&sh->writer_generation);
+  info->reader_generation = ipcring_load_relaxed_u64(&sh->reader_generation);
+  info->writer_pid = atomic_load_explicit(&sh->writer_pid, memory_order_relaxed);
+  info->reader_pid = atomic_load_explicit(&sh->reader_pid, memory_order_relaxed);
+  info->eos = ipcring_load_relaxed_u32(&sh->eos) != 0;
+  info->peer_alive = lock_held_by_other(s->lock_fd, peer_byte);
+  info->records = s->records;
+  info->bytes = s->bytes;
+  info->waits = s->waits;
+  info->wakes = s->wakes;
+}
+
+int ipcring_writer_info(ipcring_writer *w, struct ipcring_info *info)
+{
+  memset(info, 0, sizeof *info);
+  side_info(&w->s, info, IPCRING_LOCK_READER);
+  info->write_index = w->widx;
+  info->read_index = ipcring_load_acquire_u64(&w->s.sh->read_index);
+  return w->s.failed;
+}
+
+int ipcring_reader_info(ipcring_reader *r, struct ipcring_info *info)
+{
+  memset(info, 0, sizeof *info);
+  side_info(&r->s, info, IPCRING_LOCK_WRITER);
+  info->read_index = r->ridx;
+  info->write_index = ipcring_load_acquire_u64(&r->s.sh->write_index);
+  return r->s.failed;
+}

@@ -1,0 +1,199 @@
+/* ipcring: a single-producer/single-consumer ring in a shared mapping.
+ *
+ * One writer process and one reader process share a file (a path, usually in
+ * /dev/shm, or an inherited memfd). The writer appends records, the reader
+ * consumes them in order. Streaming makes no system calls: each side caches
+ * the other's index and only sleeps on a futex after spinning briefly and
+ * announcing itself, so the other side issues a wake only when someone sleeps.
+ *
+ * Records are an 8-byte header (payload length + a 32-bit tag of the caller's
+ * choosing) followed by the payload, 8-byte aligned and never split across
+ * the end of the ring. Any payload up to ipcring_max_payload(capacity) is
+ * accepted (it may have to wait for the reader); a larger one fails at once
+ * with -EMSGSIZE.
+ *
+ * The reader treats the shared memory as hostile: every shared field is read
+ * once into a local, checked against the capacity and the reader's private
+ * index, and only the local is used. Any inconsistency makes the reader fail
+ * with -EPROTO, and it stays failed.
+ *
+ * Every call returns 0 (or a length) on success and a negative errno value on
+ * failure; the library never prints. Blocking calls take a timeout in
+ * nanoseconds: 0 tries once, a negative value waits without a time limit
+ * (but still returns on interrupt, end of stream or peer death). The codes a
+ * blocking call can return besides the ordinary ones:
+ *
+ *   -EAGAIN     timeout 0 and the call would have had to wait
+ *   -ETIMEDOUT  the timeout passed
+ *   -ECANCELED  ipcring_*_interrupt() was called (until *_clear_interrupt())
+ *   -ENODATA    reader: the writer closed the stream and all was read (EOS)
+ *   -EPIPE      the peer died (or closed without EOS) and, for the reader,
+ *               everything it committed was read. Reported once per peer;
+ *               calling again waits for a new peer to attach.
+ *   -EPROTO     the shared memory is inconsistent; sticky.
+ *   -EMSGSIZE   writer: record larger than ipcring_max_payload();
+ *               reader pop: the caller's buffer is too small (nothing consumed).
+ *
+ * Thread safety: each handle is used by one thread at a time, except the
+ * *_interrupt() and *_clear_interrupt() calls, which may come from any thread.
+ */
+#ifndef IPCRING_H
+#define IPCRING_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+#include <sys/uio.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define IPCRING_VERSION_MAJOR 1
+#define IPCRING_VERSION_MINOR 0
+
+/* Capacity (bytes of the data area) must be a power of two in this range. */
+#define IPCRING_CAPACITY_MIN ((uint64_t)4096)
+#define IPCRING_CAPACITY_MAX ((uint64_t)1 << 30)
+#define IPCRING_CAPACITY_DEFAULT ((uint64_t)64 << 20)
+
+/* Size of the record header that precedes each payload. */
+#define IPCRING_RECORD_HEADER 8u
+
+typedef struct ipcring_writer ipcring_writer;
+typedef struct ipcring_reader ipcring_reader;
+
+/* Flags for ipcring_writer_create() and ipcring_writer_create_fd(). */
+enum {
+  /* Refuse to take over a stale ring left by a dead writer (-EEXIST). */
+  IPCRING_CREATE_NO_TAKEOVER = 1u << 0,
+};
+
+/* Flags for ipcring_reader_open() and ipcring_reader_open_fd(). */
+enum {
+  /* Accept a ring file owned by another user (by default: -EPERM). */
+  IPCRING_OPEN_ANY_OWNER = 1u << 0,
+};
+
+/* Largest payload a ring of this capacity accepts. */
+static inline size_t ipcring_max_payload(uint64_t capacity)
+{
+  return (size_t)(capacity - IPCRING_RECORD_HEADER);
+}
+
+/* Bytes a record with this payload takes in the ring. */
+static inline uint64_t ipcring_record_size(size_t len)
+{
+  return IPCRING_RECORD_HEADER + (((uint64_t)len + 7u) & ~(uint64_t)7u);
+}
+
+/* A short English description of an error code returned by this library. */
+const char *ipcring_strerror(int err);
+
+/* ---- Writer ---------------------------------------------------------- */
+
+/* Create the ring file at path with the given capacity (0 picks
+ * IPCRING_CAPACITY_DEFAULT) and file mode (0 picks 0600). The file appears
+ * atomically, fully initialised, with its pages reserved and prefaulted (a
+ * full /dev/shm is -ENOSPC here, never SIGBUS later). If the path exists and
+ * is a ring whose writer has died, the new writer takes it over: with the same
+ * capacity it continues at the old write index (an attached reader goes on
+ * reading); otherwise, if no reader is attached, the file is replaced. A ring
+ * with a live writer gives -EBUSY; a file that is not a ring, -EEXIST. */
+int ipcring_writer_create(const char *path, uint64_t capacity, mode_t mode,
+                          unsigned flags, ipcring_writer **out);
+
+/* Initialise the ring in an open, empty or stale file descriptor (a memfd, for
+ * example). The descriptor is duplicated; the caller keeps its own. */
+int ipcring_writer_create_fd(int fd, uint64_t capacity, unsigned flags,
+                             ipcring_writer **out);
+
+/* Zero copy: reserve room for a payload of len bytes and return a pointer to
+ * it. Fill it, then ipcring_writer_commit(). One reservation at a time. */
+int ipcring_writer_reserve(ipcring_writer *w, size_t len, int64_t timeout_ns,
+                           void **ptr);
+
+/* Publish the reserved record with its first len bytes (len <= reserved). */
+int ipcring_writer_commit(ipcring_writer *w, size_t len, uint32_t tag);
+
+/* Copy helpers on top of reserve/commit. */
+int ipcring_writer_push(ipcring_writer *w, const void *data, size_t len,
+                        uint32_t tag, int64_t timeout_ns);
+int ipcring_writer_pushv(ipcring_writer *w, const struct iovec *iov, int iovcnt,
+                         uint32_t tag, int64_t timeout_ns);
+
+/* Mark the end of the stream: the reader drains what is left and then gets
+ * -ENODATA. Further writes fail with -EPIPE. */
+int ipcring_writer_eos(ipcring_writer *w);
+
+/* Make a blocked (or the next) call on w return -ECANCELED promptly, until
+ * ipcring_writer_clear_interrupt(). Safe from any thread. */
+void ipcring_writer_interrupt(ipcring_writer *w);
+void ipcring_writer_clear_interrupt(ipcring_writer *w);
+
+/* Wait until a reader is attached (returns 0), like the other blocking calls. */
+int ipcring_writer_wait_reader(ipcring_writer *w, int64_t timeout_ns);
+
+/* Remove the ring's path if it still names this ring (0 or -errno). The
+ * mapping stays valid for both sides. */
+int ipcring_writer_unlink(ipcring_writer *w);
+
+/* Unmap and close. Without a prior ipcring_writer_eos() the reader sees the
+ * writer as gone (-EPIPE) once it has read everything. NULL is allowed. */
+void ipcring_writer_close(ipcring_writer *w);
+
+/* ---- Reader ---------------------------------------------------------- */
+
+/* Open an existing ring and attach as its only reader (-EBUSY if another
+ * reader is attached). The file is validated in full: regular file, owner,
+ * not writable by others, magic, format version, header size, capacity a power
+ * of two, file size, and indices. Reading continues from the ring's read
+ * index, so a new reader picks up where a dead one stopped. */
+int ipcring_reader_open(const char *path, unsigned flags, ipcring_reader **out);
+int ipcring_reader_open_fd(int fd, unsigned flags, ipcring_reader **out);
+
+/* Zero copy: return the next record without consuming it. The pointer is
+ * valid until ipcring_reader_release(). The writer can not touch the record
+ * before it is released, but a hostile writer could: copy what must not
+ * change under you. */
+int ipcring_reader_peek(ipcring_reader *r, const void **ptr, size_t *len,
+                        uint32_t *tag, int64_t timeout_ns);
+int ipcring_reader_release(ipcring_reader *r);
+
+/* Copy the next record into buf. Returns its length; if it is larger than
+ * size, returns -EMSGSIZE, sets *len to the length and consumes nothing. */
+int ipcring_reader_pop(ipcring_reader *r, void *buf, size_t size, size_t *len,
+                       uint32_t *tag, int64_t timeout_ns);
+
+void ipcring_reader_interrupt(ipcring_reader *r);
+void ipcring_reader_clear_interrupt(ipcring_reader *r);
+void ipcring_reader_close(ipcring_reader *r);
+
+/* ---- Information ------------------------------------------------------ */
+
+struct ipcring_info {
+  uint64_t capacity;
+  uint64_t write_index;     /* as this side last saw it */
+  uint64_t read_index;      /* as this side last saw it */
+  uint64_t writer_generation;
+  uint64_t reader_generation;
+  int32_t writer_pid;       /* as recorded in the ring: the writer's namespace */
+  int32_t reader_pid;
+  int peer_alive;           /* 1 if the other side holds its lock now */
+  int eos;                  /* writer marked end of stream */
+  /* this side's counters */
+  uint64_t records;         /* committed (writer) or released (reader) */
+  uint64_t bytes;           /* payload bytes of those records */
+  uint64_t waits;           /* blocking calls that had to sleep */
+  uint64_t wakes;           /* futex wakes issued for the peer */
+};
+
+/* Fill info (peer_alive costs one system call). */
+int ipcring_writer_info(ipcring_writer *w, struct ipcring_info *info);
+int ipcring_reader_info(ipcring_reader *r, struct ipcring_info *info);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* IPCRING_H */
