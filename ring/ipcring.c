@@ -854,6 +854,24 @@ int ipcring_writer_wait_reader(ipcring_writer *w, int64_t timeout_ns)
   }
 }
 
+int ipcring_writer_flush(ipcring_writer *w, int64_t timeout_ns)
+{
+  if (w->s.failed)
+    return w->s.failed;
+  /* Room for a whole ring means nothing is left unread. */
+  return writer_wait_space(w, w->s.cap, timeout_ns);
+}
+
+uint64_t ipcring_writer_reader_generation(ipcring_writer *w)
+{
+  return ipcring_load_relaxed_u64(&w->s.sh->reader_generation);
+}
+
+int ipcring_writer_reader_alive(ipcring_writer *w)
+{
+  return lock_held_by_other(w->s.lock_fd, IPCRING_LOCK_READER);
+}
+
 int ipcring_writer_unlink(ipcring_writer *w)
 {
   if (!w->path)
@@ -1139,6 +1157,11 @@ int ipcring_reader_pop(ipcring_reader *r, void *buf, size_t size, size_t *len, u
   memcpy(buf, p, n);
   ipcring_reader_release(r);
   return (int)n;
+}
+
+int ipcring_reader_writer_alive(ipcring_reader *r)
+{
+  return lock_held_by_other(r->s.lock_fd, IPCRING_LOCK_WRITER);
 }
 
 void ipcring_reader_interrupt(ipcring_reader *r)

@@ -134,6 +134,18 @@ void ipcring_writer_clear_interrupt(ipcring_writer *w);
 /* Wait until a reader is attached (returns 0), like the other blocking calls. */
 int ipcring_writer_wait_reader(ipcring_writer *w, int64_t timeout_ns);
 
+/* Wait until the reader has released every committed record (0), like the
+ * other blocking calls: -EPIPE if the reader died meanwhile. */
+int ipcring_writer_flush(ipcring_writer *w, int64_t timeout_ns);
+
+/* The reader generation recorded in the ring: 0 before the first reader
+ * attaches, then one more at each attach. One shared load, no system call:
+ * cheap enough to check before every record. */
+uint64_t ipcring_writer_reader_generation(ipcring_writer *w);
+
+/* 1 if a reader is attached and alive now (one system call). */
+int ipcring_writer_reader_alive(ipcring_writer *w);
+
 /* Remove the ring's path if it still names this ring (0 or -errno). The
  * mapping stays valid for both sides. */
 int ipcring_writer_unlink(ipcring_writer *w);
@@ -164,6 +176,9 @@ int ipcring_reader_release(ipcring_reader *r);
  * size, returns -EMSGSIZE, sets *len to the length and consumes nothing. */
 int ipcring_reader_pop(ipcring_reader *r, void *buf, size_t size, size_t *len,
                        uint32_t *tag, int64_t timeout_ns);
+
+/* 1 if the writer is attached and alive now (one system call). */
+int ipcring_reader_writer_alive(ipcring_reader *r);
 
 void ipcring_reader_interrupt(ipcring_reader *r);
 void ipcring_reader_clear_interrupt(ipcring_reader *r);
