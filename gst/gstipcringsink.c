@@ -1,0 +1,681 @@
+/**
+ * SECTION:element-ipcringsink
+ * @title: ipcringsink
+ * @see_also: ipcringsrc
+ *
+ * Writes a stream into an ipcring, a shared-memory ring file, so that an
+ * ipcringsrc in another process continues the same stream: buffers with all
+ * their timestamps, offsets and flags, caps, serialized events and EOS.
+ *
+ * The sink creates the ring file at start (0600 by default, atomically, with
+ * its memory reserved) and removes it when it stops, or at EOS once a reader
+ * has read everything. A full ring blocks the streaming thread (back-pressure)
+ * until the reader makes room; flushing and state changes interrupt the wait.
+ * At EOS the sink waits until a reader has attached and drained the ring, so
+ * a producer started before its consumer loses nothing.
+ *
+ * When a new reader attaches (for example a restarted consumer), the sink
+ * writes a stream record and all current sticky events (stream-start, caps,
+ * segment, tags) again before the next buffer.
+ *
+ * The sink does not synchronise to the clock by default (sync=false): the
+ * consumer's sink does.
+ *
+ * ## Example launch lines
+ * |[
+ * gst-launch-1.0 videotestsrc is-live=true ! video/x-raw,width=640,height=360 ! ipcringsink ring=/dev/shm/video
+ * gst-launch-1.0 ipcringsrc ring=/dev/shm/video ! videoconvert ! vp8enc deadline=1 ! webmmux ! filesink location=out.webm
+ * ]| Capture in one process, encode in another.
+ * |[
+ * gst-launch-1.0 filesrc location=in.mkv ! matroskademux ! ipcringsink ring=/dev/shm/es capacity=16777216
+ * gst-launch-1.0 ipcringsrc ring=/dev/shm/es ! decodebin ! autovideosink
+ * ]| Keep a demuxer and a decoder in separate processes.
+ */
+#ifdef HAVE_CONFIG_H
+#include "config.h"
+#endif
+
+#include "gstipcringelements.h"
+#include "ipcring-protocol.h"
+#include "ipcring.h"
+
+#include <errno.h>
+#include <gst/base/gstbasesink.h>
+#include <string.h>
+
+GST_DEBUG_CATEGORY_STATIC (ipcring_sink_debug);
+#define GST_CAT_DEFAULT ipcring_sink_debug
+
+#define DEFAULT_RING NULL
+#define DEFAULT_CAPACITY ((guint64) 64 << 20)
+#define DEFAULT_PERMS 0600
+#define DEFAULT_ON_READER_LOST GST_IPC_RING_ON_READER_LOST_WAIT
+
+/* How often render checks that an attached reader is still alive (one
+ * system call), so that on-reader-lost=error fires without waiting for the
+ * ring to fill. */
+#define LIVENESS_INTERVAL_US (100 * G_TIME_SPAN_MILLISECOND)
+
+enum
+{
+  PROP_0,
+  PROP_RING,
+  PROP_CAPACITY,
+  PROP_PERMS,
+  PROP_ON_READER_LOST,
+  N_PROPERTIES
+};
+
+static GParamSpec *properties[N_PROPERTIES];
+
+#define GST_TYPE_IPC_RING_SINK (gst_ipc_ring_sink_get_type ())
+G_DECLARE_FINAL_TYPE (GstIpcRingSink, gst_ipc_ring_sink, GST, IPC_RING_SINK, GstBaseSink);
+
+struct _GstIpcRingSink
+{
+  GstBaseSink parent;
+
+  /* properties, under the object lock */
+  gchar *ring;
+  guint64 capacity;
+  guint perms;
+  GstIpcRingOnReaderLost on_reader_lost;
+
+  /* set in start, cleared in stop; unlock reads it under the object lock */
+  ipcring_writer *writer;
+  gchar *path;
+
+  /* streaming thread only */
+  guint64 stream_gen;           /* reader generation the last STRM was for */
+  gboolean stream_sent;
+  gint64 next_liveness_check;
+  guint64 lost_reported_gen;
+};
+
+G_DEFINE_TYPE (GstIpcRingSink, gst_ipc_ring_sink, GST_TYPE_BASE_SINK);
+GST_ELEMENT_REGISTER_DEFINE (ipcringsink, "ipcringsink", GST_RANK_NONE,
+    GST_TYPE_IPC_RING_SINK);
+
+static GstStaticPadTemplate sink_template = GST_STATIC_PAD_TEMPLATE ("sink",
+    GST_PAD_SINK, GST_PAD_ALWAYS, GST_STATIC_CAPS_ANY);
+
+GType
+gst_ipc_ring_on_reader_lost_get_type (void)
+{
+  static GType type = 0;
+  static const GEnumValue values[] = {
+    {GST_IPC_RING_ON_READER_LOST_WAIT,
+        "Keep the stream and wait for a new reader when the ring is full", "wait"},
+    {GST_IPC_RING_ON_READER_LOST_ERROR, "Post an error", "error"},
+    {0, NULL, NULL}
+  };
+  if (g_once_init_enter (&type)) {
+    GType t = g_enum_register_static ("GstIpcRingOnReaderLost", values);
+    g_once_init_leave (&type, t);
+  }
+  return type;
+}
+
+/* ---- Writing records ------------------------------------------------ */
+
+typedef struct
+{
+  const void *data;
+  gsize len;
+} Part;
+
+static GstFlowReturn ensure_stream (GstIpcRingSink * self);
+
+/* A blocking ring call failed with rc: decide what to do. OK means retry. */
+static GstFlowReturn
+handle_ring_error (GstIpcRingSink * self, int rc, gsize len)
+{
+  GstBaseSink *sink = GST_BASE_SINK (self);
+
+  switch (rc) {
+    case -ECANCELED:
+      /* unlock(): flushing, or a state change that wants us to preroll */
+      return gst_base_sink_wait_preroll (sink);
+    case -EPIPE:
+      if (self->on_reader_lost == GST_IPC_RING_ON_READER_LOST_ERROR) {
+        GST_ELEMENT_ERROR (self, RESOURCE, WRITE,
+            ("The reader of ring %s went away.", self->path),
+            ("The consumer process stopped or died. Set on-reader-lost=wait to "
+                "keep the stream and wait for a new consumer."));
+        return GST_FLOW_ERROR;
+      }
+      GST_INFO_OBJECT (self, "reader gone, waiting for a new one");
+      return GST_FLOW_OK;
+    case -EMSGSIZE:
+      GST_ELEMENT_ERROR (self, RESOURCE, WRITE,
+          ("A record of %" G_GSIZE_FORMAT " bytes does not fit in ring %s.", len,
+              self->path),
+          ("Records are limited to %" G_GSIZE_FORMAT " bytes with capacity=%"
+              G_GUINT64_FORMAT "; raise the capacity property (a power of two).",
+              ipcring_max_payload (self->capacity), self->capacity));
+      return GST_FLOW_ERROR;
+    case -EPROTO:
+      GST_ELEMENT_ERROR (self, RESOURCE, WRITE,
+          ("Ring %s is corrupt: its reader wrote inconsistent values.", self->path),
+          (NULL));
+      return GST_FLOW_ERROR;
+    default:
+      GST_ELEMENT_ERROR (self, RESOURCE, WRITE,
+          ("Could not write to ring %s: %s.", self->path, ipcring_strerror (rc)),
+          (NULL));
+      return GST_FLOW_ERROR;
+  }
+}
+
+/* Write one record gathered from parts. With resync, a new reader first gets
+ * a stream record and the sticky events. */
+static GstFlowReturn
+write_record (GstIpcRingSink * self, guint32 tag, const Part * parts, guint n_parts,
+    gboolean resync)
+{
+  ipcring_writer *w = self->writer;
+  gsize len = 0;
+  for (guint i = 0; i < n_parts; i++)
+    len += parts[i].len;
+
+  for (;;) {
+    GstFlowReturn ret;
+    if (resync && (ret = ensure_stream (self)) != GST_FLOW_OK)
+      return ret;
+    void *p;
+    int rc = ipcring_writer_reserve (w, len, -1, &p);
+    if (rc == 0) {
+      /* A reader may have attached while we waited for room: it must see
+       * the stream record first. The reservation is simply not committed. */
+      if (resync && ipcring_writer_reader_generation (w) != self->stream_gen)
+        continue;
+      guint8 *d = p;
+      for (guint i = 0; i < n_parts; i++) {
+        memcpy (d, parts[i].data, parts[i].len);
+        d += parts[i].len;
+      }
+      ipcring_writer_commit (w, len, tag);
+      return GST_FLOW_OK;
+    }
+    if ((ret = handle_ring_error (self, rc, len)) != GST_FLOW_OK)
+      return ret;
+  }
+}
+
+static GstFlowReturn
+write_caps (GstIpcRingSink * self, GstCaps * caps, gboolean resync)
+{
+  gchar *str = gst_caps_to_string (caps);
+  Part part = { str, strlen (str) };
+  GstFlowReturn ret;
+  if (part.len > IPCRING_MAX_CAPS_STRING) {
+    GST_ELEMENT_ERROR (self, STREAM, FORMAT, ("Caps too large to carry (%" G_GSIZE_FORMAT
+            " bytes).", part.len), ("%s", str));
+    ret = GST_FLOW_ERROR;
+  } else {
+    ret = write_record (self, IPCRING_REC_CAPS, &part, 1, resync);
+  }
+  g_free (str);
+  return ret;
+}
+
+static GstFlowReturn
+write_event (GstIpcRingSink * self, GstEvent * event, gboolean resync)
+{
+  switch (GST_EVENT_TYPE (event)) {
+    case GST_EVENT_CAPS:{
+      GstCaps *caps;
+      gst_event_parse_caps (event, &caps);
+      return write_caps (self, caps, resync);
+    }
+    case GST_EVENT_SEGMENT:{
+      const GstSegment *seg;
+      IpcRingWireSegment w;
+      gst_event_parse_segment (event, &seg);
+      ipcring_wire_encode_segment (seg, gst_event_get_seqnum (event), &w);
+      Part part = { &w, sizeof w };
+      return write_record (self, IPCRING_REC_SEGMENT, &part, 1, resync);
+    }
+    case GST_EVENT_EOS:
+      return write_record (self, IPCRING_REC_EOS, NULL, 0, resync);
+    default:{
+      const gchar *why = NULL;
+      GBytes *bytes = ipcring_wire_encode_event (event, &why);
+      if (!bytes) {
+        GST_DEBUG_OBJECT (self, "not carrying %" GST_PTR_FORMAT ": %s", event, why);
+        return GST_FLOW_OK;
+      }
+      gsize size;
+      Part part;
+      part.data = g_bytes_get_data (bytes, &size);
+      part.len = size;
+      GstFlowReturn ret = write_record (self, IPCRING_REC_EVENT, &part, 1, resync);
+      g_bytes_unref (bytes);
+      return ret;
+    }
+  }
+}
+
+static gboolean
+collect_sticky (GstPad * pad, GstEvent ** event, gpointer user_data)
+{
+  GList **list = user_data;
+  if (GST_EVENT_TYPE (*event) != GST_EVENT_EOS)
+    *list = g_list_prepend (*list, gst_event_ref (*event));
+  return TRUE;
+}
+
+/* Before a record: if a new reader attached, give it a stream record and the
+ * sticky events so it can start from here. */
+static GstFlowReturn
+ensure_stream (GstIpcRingSink * self)
+{
+  ipcring_writer *w = self->writer;
+  guint64 gen = ipcring_writer_reader_generation (w);
+  if (self->stream_sent && gen == self->stream_gen)
+    return GST_FLOW_OK;
+
+  GST_DEBUG_OBJECT (self, "stream record for reader generation %" G_GUINT64_FORMAT, gen);
+  self->stream_gen = gen;
+  self->stream_sent = TRUE;
+
+  struct ipcring_info info;
+  ipcring_writer_info (w, &info);
+  IpcRingWireStream strm = { IPCRING_PROTOCOL_VERSION, 0, info.writer_generation, gen };
+  Part part = { &strm, sizeof strm };
+  GstFlowReturn ret = write_record (self, IPCRING_REC_STREAM, &part, 1, FALSE);
+  if (ret != GST_FLOW_OK)
+    return ret;
+
+  /* The pad's lock is held while iterating: collect first, write after. */
+  GList *events = NULL;
+  gst_pad_sticky_events_foreach (GST_BASE_SINK_PAD (self), collect_sticky, &events);
+  events = g_list_reverse (events);
+  for (GList * l = events; l && ret == GST_FLOW_OK; l = l->next)
+    ret = write_event (self, l->data, FALSE);
+  g_list_free_full (events, (GDestroyNotify) gst_event_unref);
+  if (ret != GST_FLOW_OK)
+    self->stream_sent = FALSE;  /* try again with the next record */
+  return ret;
+}
+
+/* Tell on-reader-lost=error about a dead reader without waiting for the ring
+ * to fill up. */
+static GstFlowReturn
+check_reader (GstIpcRingSink * self)
+{
+  if (self->on_reader_lost != GST_IPC_RING_ON_READER_LOST_ERROR)
+    return GST_FLOW_OK;
+  gint64 now = g_get_monotonic_time ();
+  if (now < self->next_liveness_check)
+    return GST_FLOW_OK;
+  self->next_liveness_check = now + LIVENESS_INTERVAL_US;
+  guint64 gen = ipcring_writer_reader_generation (self->writer);
+  if (gen == 0 || gen == self->lost_reported_gen || ipcring_writer_reader_alive (self->writer))
+    return GST_FLOW_OK;
+  self->lost_reported_gen = gen;
+  return handle_ring_error (self, -EPIPE, 0);
+}
+
+/* ---- GstBaseSink ---------------------------------------------------- */
+
+static GstFlowReturn
+gst_ipc_ring_sink_render (GstBaseSink * sink, GstBuffer * buf)
+{
+  GstIpcRingSink *self = GST_IPC_RING_SINK (sink);
+  GstFlowReturn ret = check_reader (self);
+  if (ret != GST_FLOW_OK)
+    return ret;
+
+  IpcRingWireBuffer hdr = {
+    .pts = GST_BUFFER_PTS (buf),
+    .dts = GST_BUFFER_DTS (buf),
+    .duration = GST_BUFFER_DURATION (buf),
+    .offset = GST_BUFFER_OFFSET (buf),
+    .offset_end = GST_BUFFER_OFFSET_END (buf),
+    .flags = GST_BUFFER_FLAGS (buf) & ~(guint) (GST_MINI_OBJECT_FLAG_LAST - 1),
+    .reserved = 0,
+  };
+
+  /* Gather the memories without merging them. */
+  enum { MAX_PARTS = 17 };
+  guint n_mem = gst_buffer_n_memory (buf);
+  GstMapInfo maps[MAX_PARTS - 1];
+  Part parts[MAX_PARTS];
+  guint n_parts = 1, n_maps = 0;
+  parts[0].data = &hdr;
+  parts[0].len = sizeof hdr;
+  GstMapInfo whole;
+  gboolean mapped_whole = FALSE;
+
+  if (n_mem <= MAX_PARTS - 1) {
+    for (guint i = 0; i < n_mem; i++) {
+      GstMemory *mem = gst_buffer_peek_memory (buf, i);
+      if (!gst_memory_map (mem, &maps[i], GST_MAP_READ))
+        goto map_failed;
+      n_maps++;
+      parts[n_parts].data = maps[i].data;
+      parts[n_parts].len = maps[i].size;
+      n_parts++;
+    }
+  } else {
+    if (!gst_buffer_map (buf, &whole, GST_MAP_READ))
+      goto map_failed;
+    mapped_whole = TRUE;
+    parts[1].data = whole.data;
+    parts[1].len = whole.size;
+    n_parts = 2;
+  }
+
+  ret = write_record (self, IPCRING_REC_BUFFER, parts, n_parts, TRUE);
+
+done:
+  for (guint i = 0; i < n_maps; i++)
+    gst_memory_unmap (gst_buffer_peek_memory (buf, i), &maps[i]);
+  if (mapped_whole)
+    gst_buffer_unmap (buf, &whole);
+  return ret;
+
+map_failed:
+  GST_ELEMENT_ERROR (self, RESOURCE, READ, ("Could not read a buffer to send it."), (NULL));
+  ret = GST_FLOW_ERROR;
+  goto done;
+}
+
+/* EOS: write it, then wait until a reader has read everything, so that a
+ * producer that finishes before its consumer starts loses nothing. */
+static GstFlowReturn
+finish_stream (GstIpcRingSink * self, GstEvent * event)
+{
+  GstFlowReturn ret = write_event (self, event, TRUE);
+  while (ret == GST_FLOW_OK) {
+    int rc = ipcring_writer_flush (self->writer, -1);
+    if (rc == 0)
+      break;
+    ret = handle_ring_error (self, rc, 0);
+    if (ret == GST_FLOW_OK && rc == -EPIPE) {
+      /* on-reader-lost=wait: a new reader starts at the next stream record,
+       * so give it one, the sticky events and the EOS again. */
+      while ((rc = ipcring_writer_wait_reader (self->writer, -1)) != 0)
+        if ((ret = handle_ring_error (self, rc, 0)) != GST_FLOW_OK)
+          return ret;
+      ret = write_event (self, event, TRUE);
+    }
+  }
+  if (ret == GST_FLOW_OK) {
+    GST_DEBUG_OBJECT (self, "reader drained the ring, removing %s", self->path);
+    ipcring_writer_unlink (self->writer);
+  }
+  return ret;
+}
+
+static gboolean
+gst_ipc_ring_sink_event (GstBaseSink * sink, GstEvent * event)
+{
+  GstIpcRingSink *self = GST_IPC_RING_SINK (sink);
+  GstFlowReturn ret = GST_FLOW_OK;
+
+  if (GST_EVENT_TYPE (event) == GST_EVENT_EOS)
+    ret = finish_stream (self, event);
+  else if (GST_EVENT_IS_SERIALIZED (event) && GST_EVENT_TYPE (event) != GST_EVENT_FLUSH_STOP)
+    ret = write_event (self, event, TRUE);
+
+  if (ret != GST_FLOW_OK) {
+    GST_DEBUG_OBJECT (self, "event %" GST_PTR_FORMAT " not written: %s", event,
+        gst_flow_get_name (ret));
+    gst_event_unref (event);
+    return FALSE;
+  }
+  return GST_BASE_SINK_CLASS (gst_ipc_ring_sink_parent_class)->event (sink, event);
+}
+
+static gboolean
+gst_ipc_ring_sink_start (GstBaseSink * sink)
+{
+  GstIpcRingSink *self = GST_IPC_RING_SINK (sink);
+
+  GST_OBJECT_LOCK (self);
+  gchar *path = g_strdup (self->ring);
+  guint64 capacity = self->capacity;
+  guint perms = self->perms;
+  GST_OBJECT_UNLOCK (self);
+
+  if (!path || !*path) {
+    GST_ELEMENT_ERROR (self, RESOURCE, NOT_FOUND, ("No ring file given."),
+        ("Set the ring property to a file path, for example ring=/dev/shm/video."));
+    g_free (path);
+    return FALSE;
+  }
+  if (capacity < IPCRING_CAPACITY_MIN || capacity > IPCRING_CAPACITY_MAX
+      || (capacity & (capacity - 1))) {
+    GST_ELEMENT_ERROR (self, RESOURCE, SETTINGS,
+        ("capacity=%" G_GUINT64_FORMAT " is not a power of two from %" G_GUINT64_FORMAT
+            " to %" G_GUINT64_FORMAT " bytes.", capacity, (guint64) IPCRING_CAPACITY_MIN,
+            (guint64) IPCRING_CAPACITY_MAX), ("For example capacity=67108864 (64 MiB)."));
+    g_free (path);
+    return FALSE;
+  }
+
+  ipcring_writer *w = NULL;
+  int rc = ipcring_writer_create (path, capacity, perms, 0, &w);
+  if (rc != 0) {
+    gchar *dir = g_path_get_dirname (path);
+    switch (rc) {
+      case -ENOENT:
+      case -ENOTDIR:
+        GST_ELEMENT_ERROR (self, RESOURCE, OPEN_WRITE,
+            ("Cannot create ring %s: the directory %s does not exist.", path, dir),
+            ("Create the directory or choose another ring path."));
+        break;
+      case -EACCES:
+      case -EPERM:
+        GST_ELEMENT_ERROR (self, RESOURCE, OPEN_WRITE,
+            ("Cannot create ring %s: permission denied.", path),
+            ("The file belongs to another user, or %s is not writable.", dir));
+        break;
+      case -EBUSY:
+        GST_ELEMENT_ERROR (self, RESOURCE, BUSY,
+            ("Ring %s is in use by another running ipcringsink.", path),
+            ("Stop the other producer or choose another ring path."));
+        break;
+      case -EEXIST:
+        GST_ELEMENT_ERROR (self, RESOURCE, OPEN_WRITE,
+            ("%s exists and is not a ring that can be reused.", path),
+            ("Remove the file or choose another ring path."));
+        break;
+      case -ELOOP:
+        GST_ELEMENT_ERROR (self, RESOURCE, OPEN_WRITE,
+            ("%s is a symbolic link; rings are never opened through links.", path),
+            ("Give the real path."));
+        break;
+      case -ENOSPC:
+        GST_ELEMENT_ERROR (self, RESOURCE, NO_SPACE_LEFT,
+            ("No space for a ring of %" G_GUINT64_FORMAT " bytes in %s.", capacity, dir),
+            ("Free some space there, or use a smaller capacity."));
+        break;
+      default:
+        GST_ELEMENT_ERROR (self, RESOURCE, OPEN_WRITE,
+            ("Cannot create ring %s: %s.", path, ipcring_strerror (rc)), (NULL));
+        break;
+    }
+    g_free (dir);
+    g_free (path);
+    return FALSE;
+  }
+
+  GST_INFO_OBJECT (self, "created ring %s, capacity %" G_GUINT64_FORMAT, path, capacity);
+  self->stream_sent = FALSE;
+  self->stream_gen = 0;
+  self->lost_reported_gen = 0;
+  self->next_liveness_check = 0;
+  GST_OBJECT_LOCK (self);
+  self->writer = w;
+  self->path = path;
+  GST_OBJECT_UNLOCK (self);
+  return TRUE;
+}
+
+static gboolean
+gst_ipc_ring_sink_stop (GstBaseSink * sink)
+{
+  GstIpcRingSink *self = GST_IPC_RING_SINK (sink);
+
+  GST_OBJECT_LOCK (self);
+  ipcring_writer *w = self->writer;
+  gchar *path = self->path;
+  self->writer = NULL;
+  self->path = NULL;
+  GST_OBJECT_UNLOCK (self);
+
+  if (w) {
+    /* A clean stop: the reader drains what is left and then sees the end,
+     * not a dead writer. An attached reader keeps its mapping. */
+    ipcring_writer_eos (w);
+    ipcring_writer_unlink (w);
+    ipcring_writer_close (w);
+  }
+  g_free (path);
+  return TRUE;
+}
+
+static gboolean
+gst_ipc_ring_sink_unlock (GstBaseSink * sink)
+{
+  GstIpcRingSink *self = GST_IPC_RING_SINK (sink);
+  GST_OBJECT_LOCK (self);
+  if (self->writer)
+    ipcring_writer_interrupt (self->writer);
+  GST_OBJECT_UNLOCK (self);
+  return TRUE;
+}
+
+static gboolean
+gst_ipc_ring_sink_unlock_stop (GstBaseSink * sink)
+{
+  GstIpcRingSink *self = GST_IPC_RING_SINK (sink);
+  GST_OBJECT_LOCK (self);
+  if (self->writer)
+    ipcring_writer_clear_interrupt (self->writer);
+  GST_OBJECT_UNLOCK (self);
+  return TRUE;
+}
+
+/* ---- GObject --------------------------------------------------------- */
+
+static void
+gst_ipc_ring_sink_set_property (GObject * object, guint prop_id, const GValue * value,
+    GParamSpec * pspec)
+{
+  GstIpcRingSink *self = GST_IPC_RING_SINK (object);
+
+  GST_OBJECT_LOCK (self);
+  switch (prop_id) {
+    case PROP_RING:
+      g_free (self->ring);
+      self->ring = g_value_dup_string (value);
+      break;
+    case PROP_CAPACITY:
+      self->capacity = g_value_get_uint64 (value);
+      break;
+    case PROP_PERMS:
+      self->perms = g_value_get_uint (value);
+      break;
+    case PROP_ON_READER_LOST:
+      self->on_reader_lost = g_value_get_enum (value);
+      break;
+    default:
+      G_OBJECT_WARN_INVALID_PROPERTY_ID (object, prop_id, pspec);
+      break;
+  }
+  GST_OBJECT_UNLOCK (self);
+}
+
+static void
+gst_ipc_ring_sink_get_property (GObject * object, guint prop_id, GValue * value,
+    GParamSpec * pspec)
+{
+  GstIpcRingSink *self = GST_IPC_RING_SINK (object);
+
+  GST_OBJECT_LOCK (self);
+  switch (prop_id) {
+    case PROP_RING:
+      g_value_set_string (value, self->ring);
+      break;
+    case PROP_CAPACITY:
+      g_value_set_uint64 (value, self->capacity);
+      break;
+    case PROP_PERMS:
+      g_value_set_uint (value, self->perms);
+      break;
+    case PROP_ON_READER_LOST:
+      g_value_set_enum (value, self->on_reader_lost);
+      break;
+    default:
+      G_OBJECT_WARN_INVALID_PROPERTY_ID (object, prop_id, pspec);
+      break;
+  }
+  GST_OBJECT_UNLOCK (self);
+}
+
+static void
+gst_ipc_ring_sink_finalize (GObject * object)
+{
+  GstIpcRingSink *self = GST_IPC_RING_SINK (object);
+  g_free (self->ring);
+  G_OBJECT_CLASS (gst_ipc_ring_sink_parent_class)->finalize (object);
+}
+
+static void
+gst_ipc_ring_sink_init (GstIpcRingSink * self)
+{
+  self->ring = g_strdup (DEFAULT_RING);
+  self->capacity = DEFAULT_CAPACITY;
+  self->perms = DEFAULT_PERMS;
+  self->on_reader_lost = DEFAULT_ON_READER_LOST;
+  gst_base_sink_set_sync (GST_BASE_SINK (self), FALSE);
+  gst_base_sink_set_last_sample_enabled (GST_BASE_SINK (self), FALSE);
+}
+
+static void
+gst_ipc_ring_sink_class_init (GstIpcRingSinkClass * klass)
+{
+  GObjectClass *gobject_class = G_OBJECT_CLASS (klass);
+  GstElementClass *element_class = GST_ELEMENT_CLASS (klass);
+  GstBaseSinkClass *basesink_class = GST_BASE_SINK_CLASS (klass);
+
+  gobject_class->set_property = gst_ipc_ring_sink_set_property;
+  gobject_class->get_property = gst_ipc_ring_sink_get_property;
+  gobject_class->finalize = gst_ipc_ring_sink_finalize;
+
+  properties[PROP_RING] = g_param_spec_string ("ring", "Ring",
+      "Path of the ring file to create, for example /dev/shm/video (required)",
+      DEFAULT_RING, G_PARAM_READWRITE | G_PARAM_STATIC_STRINGS | GST_PARAM_MUTABLE_READY);
+  properties[PROP_CAPACITY] = g_param_spec_uint64 ("capacity", "Capacity",
+      "Bytes of the ring's data area: a power of two from 4096 to 1073741824; "
+      "the largest buffer it carries is capacity - 56 bytes",
+      IPCRING_CAPACITY_MIN, IPCRING_CAPACITY_MAX, DEFAULT_CAPACITY,
+      G_PARAM_READWRITE | G_PARAM_STATIC_STRINGS | GST_PARAM_MUTABLE_READY);
+  properties[PROP_PERMS] = g_param_spec_uint ("perms", "Permissions",
+      "File mode of the ring file (0600: only this user)", 0, 0777, DEFAULT_PERMS,
+      G_PARAM_READWRITE | G_PARAM_STATIC_STRINGS | GST_PARAM_MUTABLE_READY);
+  properties[PROP_ON_READER_LOST] = g_param_spec_enum ("on-reader-lost", "On reader lost",
+      "What to do when the reader goes away", GST_TYPE_IPC_RING_ON_READER_LOST,
+      DEFAULT_ON_READER_LOST,
+      G_PARAM_READWRITE | G_PARAM_STATIC_STRINGS | GST_PARAM_MUTABLE_READY);
+  g_object_class_install_properties (gobject_class, N_PROPERTIES, properties);
+
+  gst_element_class_add_static_pad_template (element_class, &sink_template);
+  gst_element_class_set_static_metadata (element_class, "Shared-memory ring sink",
+      "Sink/Network", "Writes a stream into an ipcring for an ipcringsrc in another process",
+      "ipcring developers");
+
+  basesink_class->start = GST_DEBUG_FUNCPTR (gst_ipc_ring_sink_start);
+  basesink_class->stop = GST_DEBUG_FUNCPTR (gst_ipc_ring_sink_stop);
+  basesink_class->render = GST_DEBUG_FUNCPTR (gst_ipc_ring_sink_render);
+  basesink_class->event = GST_DEBUG_FUNCPTR (gst_ipc_ring_sink_event);
+  basesink_class->unlock = GST_DEBUG_FUNCPTR (gst_ipc_ring_sink_unlock);
+  basesink_class->unlock_stop = GST_DEBUG_FUNCPTR (gst_ipc_ring_sink_unlock_stop);
+
+  gst_type_mark_as_plugin_api (GST_TYPE_IPC_RING_ON_READER_LOST, 0);
+  GST_DEBUG_CATEGORY_INIT (ipcring_sink_debug, "ipcringsink", 0, "ipcring sink");
+}

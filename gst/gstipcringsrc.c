@@ -1,0 +1,742 @@
+/**
+ * SECTION:element-ipcringsrc
+ * @title: ipcringsrc
+ * @see_also: ipcringsink
+ *
+ * Reads a stream that an ipcringsink in another process writes into an
+ * ipcring, a shared-memory ring file, and continues it: the same caps
+ * (renegotiated when they change), the same segment and serialized events,
+ * and buffers with the same data, PTS, DTS, duration, offsets and flags.
+ * EOS from the producer becomes EOS here.
+ *
+ * The source waits for a ring that does not exist yet (the producer may start
+ * later); flushing and state changes interrupt every wait. The ring file is
+ * validated in full and its memory is treated as hostile: a corrupt ring is
+ * an error, never a crash.
+ *
+ * When the producer dies, what it wrote is still delivered, then
+ * on-writer-lost decides: post an error (default), end the stream with EOS,
+ * or wait for a new producer and continue with its stream. A producer that
+ * stops cleanly without EOS (for example interrupted) ends the stream with
+ * EOS, so a file being written downstream is finalised.
+ *
+ * ## Example launch lines
+ * |[
+ * gst-launch-1.0 videotestsrc is-live=true ! video/x-raw,width=640,height=360 ! ipcringsink ring=/dev/shm/video
+ * gst-launch-1.0 ipcringsrc ring=/dev/shm/video ! videoconvert ! vp8enc deadline=1 ! webmmux ! filesink location=out.webm
+ * ]| Capture in one process, encode in another.
+ * |[
+ * gst-launch-1.0 audiotestsrc is-live=true ! ipcringsink ring=/dev/shm/audio on-reader-lost=wait
+ * gst-launch-1.0 ipcringsrc ring=/dev/shm/audio is-live=true on-writer-lost=wait ! autoaudiosink
+ * ]| A player that survives restarts of the producer.
+ */
+#ifdef HAVE_CONFIG_H
+#include "config.h"
+#endif
+
+#include "gstipcringelements.h"
+#include "ipcring-protocol.h"
+#include "ipcring.h"
+
+#include <errno.h>
+#include <gst/base/gstpushsrc.h>
+#include <string.h>
+
+GST_DEBUG_CATEGORY_STATIC (ipcring_src_debug);
+#define GST_CAT_DEFAULT ipcring_src_debug
+
+#define DEFAULT_RING NULL
+#define DEFAULT_IS_LIVE FALSE
+#define DEFAULT_ON_WRITER_LOST GST_IPC_RING_ON_WRITER_LOST_ERROR
+
+/* How often to look for a ring file that does not exist yet. */
+#define OPEN_RETRY_US (20 * G_TIME_SPAN_MILLISECOND)
+
+enum
+{
+  PROP_0,
+  PROP_RING,
+  PROP_IS_LIVE,
+  PROP_ON_WRITER_LOST,
+  N_PROPERTIES
+};
+
+static GParamSpec *properties[N_PROPERTIES];
+
+#define GST_TYPE_IPC_RING_SRC (gst_ipc_ring_src_get_type ())
+G_DECLARE_FINAL_TYPE (GstIpcRingSrc, gst_ipc_ring_src, GST, IPC_RING_SRC, GstPushSrc);
+
+struct _GstIpcRingSrc
+{
+  GstPushSrc parent;
+
+  /* properties, under the object lock */
+  gchar *ring;
+  GstIpcRingOnWriterLost on_writer_lost;
+
+  /* the reader and the flushing flag, under lock; create() waits on cond
+   * for the ring file to appear */
+  GMutex lock;
+  GCond cond;
+  ipcring_reader *reader;
+  gboolean flushing;
+  gchar *path;
+
+  /* streaming thread only */
+  gboolean synced;              /* a stream record was seen (or not needed) */
+  gboolean pushing_own;         /* the pad probe lets our own events through */
+  gboolean sent_stream_start;
+  gboolean sent_segment;
+  GstCaps *caps;
+  GstSegment segment;
+  gchar *stream_id;
+  GHashTable *unknown_tags;
+};
+
+G_DEFINE_TYPE (GstIpcRingSrc, gst_ipc_ring_src, GST_TYPE_PUSH_SRC);
+GST_ELEMENT_REGISTER_DEFINE (ipcringsrc, "ipcringsrc", GST_RANK_NONE, GST_TYPE_IPC_RING_SRC);
+
+static GstStaticPadTemplate src_template = GST_STATIC_PAD_TEMPLATE ("src",
+    GST_PAD_SRC, GST_PAD_ALWAYS, GST_STATIC_CAPS_ANY);
+
+GType
+gst_ipc_ring_on_writer_lost_get_type (void)
+{
+  static GType type = 0;
+  static const GEnumValue values[] = {
+    {GST_IPC_RING_ON_WRITER_LOST_ERROR, "Post an error", "error"},
+    {GST_IPC_RING_ON_WRITER_LOST_EOS, "End the stream with EOS", "eos"},
+    {GST_IPC_RING_ON_WRITER_LOST_WAIT,
+        "Wait for a new writer and continue with its stream", "wait"},
+    {0, NULL, NULL}
+  };
+  if (g_once_init_enter (&type)) {
+    GType t = g_enum_register_static ("GstIpcRingOnWriterLost", values);
+    g_once_init_leave (&type, t);
+  }
+  return type;
+}
+
+/* ---- Pushing events -------------------------------------------------- */
+
+/* GstBaseSrc sends a stream-start and a segment of its own; the stream's
+ * come from the ring, so the base class's are dropped. */
+static GstPadProbeReturn
+drop_base_events (GstPad * pad, GstPadProbeInfo * info, gpointer user_data)
+{
+  GstIpcRingSrc *self = user_data;
+  GstEvent *event = GST_PAD_PROBE_INFO_EVENT (info);
+  if (self->pushing_own)
+    return GST_PAD_PROBE_OK;
+  switch (GST_EVENT_TYPE (event)) {
+    case GST_EVENT_STREAM_START:
+    case GST_EVENT_SEGMENT:
+      GST_DEBUG_OBJECT (self, "dropping the base class's %" GST_PTR_FORMAT, event);
+      return GST_PAD_PROBE_DROP;
+    default:
+      return GST_PAD_PROBE_OK;
+  }
+}
+
+static gboolean
+push_own (GstIpcRingSrc * self, GstEvent * event)
+{
+  self->pushing_own = TRUE;
+  gboolean ok = gst_pad_push_event (GST_BASE_SRC_PAD (self), event);
+  self->pushing_own = FALSE;
+  return ok;
+}
+
+/* Data needs a stream-start and a segment before it; a writer that sent
+ * none gets defaults. */
+static void
+ensure_stream_start (GstIpcRingSrc * self)
+{
+  if (self->sent_stream_start)
+    return;
+  gchar *id = gst_pad_create_stream_id (GST_BASE_SRC_PAD (self), GST_ELEMENT (self), NULL);
+  GST_DEBUG_OBJECT (self, "no stream-start from the writer, sending %s", id);
+  push_own (self, gst_event_new_stream_start (id));
+  self->sent_stream_start = TRUE;
+  g_free (self->stream_id);
+  self->stream_id = id;
+}
+
+static void
+ensure_segment (GstIpcRingSrc * self)
+{
+  ensure_stream_start (self);
+  if (self->sent_segment)
+    return;
+  gst_segment_init (&self->segment, GST_FORMAT_TIME);
+  push_own (self, gst_event_new_segment (&self->segment));
+  self->sent_segment = TRUE;
+}
+
+static GstFlowReturn
+handle_event (GstIpcRingSrc * self, GstEvent * event)
+{
+  switch (GST_EVENT_TYPE (event)) {
+    case GST_EVENT_STREAM_START:{
+      const gchar *id;
+      gst_event_parse_stream_start (event, &id);
+      /* A writer's sticky events come again for a new reader or after a
+       * writer restart: the same stream continues. */
+      if (self->sent_stream_start) {
+        GST_DEBUG_OBJECT (self, "stream continues, not repeating stream-start %s", id);
+        gst_event_unref (event);
+        return GST_FLOW_OK;
+      }
+      g_free (self->stream_id);
+      self->stream_id = g_strdup (id);
+      self->sent_stream_start = TRUE;
+      push_own (self, event);
+      return GST_FLOW_OK;
+    }
+    case GST_EVENT_SEGMENT:{
+      const GstSegment *seg;
+      gst_event_parse_segment (event, &seg);
+      if (self->sent_segment && gst_segment_is_equal (seg, &self->segment)) {
+        gst_event_unref (event);
+        return GST_FLOW_OK;
+      }
+      ensure_stream_start (self);
+      gst_segment_copy_into (seg, &self->segment);
+      self->sent_segment = TRUE;
+      push_own (self, event);
+      return GST_FLOW_OK;
+    }
+    default:
+      ensure_stream_start (self);
+      push_own (self, event);
+      return GST_FLOW_OK;
+  }
+}
+
+static GstFlowReturn
+handle_caps (GstIpcRingSrc * self, GstCaps * caps)
+{
+  if (self->caps && gst_caps_is_equal (caps, self->caps)) {
+    gst_caps_unref (caps);
+    return GST_FLOW_OK;
+  }
+  ensure_stream_start (self);
+  GST_DEBUG_OBJECT (self, "caps %" GST_PTR_FORMAT, caps);
+  gst_caps_replace (&self->caps, caps);
+  gboolean ok = gst_base_src_set_caps (GST_BASE_SRC (self), caps);
+  gst_caps_unref (caps);
+  if (!ok) {
+    GST_ELEMENT_ERROR (self, CORE, NEGOTIATION,
+        ("Downstream does not accept the stream's caps."),
+        ("caps %" GST_PTR_FORMAT, self->caps));
+    return GST_FLOW_NOT_NEGOTIATED;
+  }
+  return GST_FLOW_OK;
+}
+
+/* ---- Records --------------------------------------------------------- */
+
+static GstFlowReturn
+bad_record (GstIpcRingSrc * self, guint32 tag, const gchar * why)
+{
+  GST_ELEMENT_ERROR (self, STREAM, DECODE,
+      ("The producer wrote a malformed record into ring %s.", self->path),
+      ("record %" GST_FOURCC_FORMAT ": %s", GST_FOURCC_ARGS (tag), why));
+  return GST_FLOW_ERROR;
+}
+
+/* One record, still in the ring. Returns OK to go on reading, a buffer in
+ * *out, or a flow to return. The record is released by the caller. */
+static GstFlowReturn
+handle_record (GstIpcRingSrc * self, guint32 tag, const guint8 * data, gsize len,
+    GstBuffer ** out)
+{
+  const gchar *why = NULL;
+
+  if (tag == IPCRING_REC_STREAM) {
+    IpcRingWireStream strm;
+    if (len < sizeof strm)
+      return bad_record (self, tag, "stream record too short");
+    memcpy (&strm, data, sizeof strm);
+    if (strm.version != IPCRING_PROTOCOL_VERSION) {
+      GST_ELEMENT_ERROR (self, STREAM, WRONG_TYPE,
+          ("Ring %s was written by an incompatible ipcringsink (protocol %u, "
+              "this one speaks %u).", self->path, strm.version,
+              IPCRING_PROTOCOL_VERSION), ("Use the same ipcring version on both sides."));
+      return GST_FLOW_ERROR;
+    }
+    GST_DEBUG_OBJECT (self, "stream record for reader generation %" G_GUINT64_FORMAT,
+        (guint64) strm.reader_generation);
+    self->synced = TRUE;
+    return GST_FLOW_OK;
+  }
+  if (!self->synced) {
+    GST_LOG_OBJECT (self, "skipping %" GST_FOURCC_FORMAT " left by an earlier reader",
+        GST_FOURCC_ARGS (tag));
+    return GST_FLOW_OK;
+  }
+
+  switch (tag) {
+    case IPCRING_REC_BUFFER:{
+      IpcRingWireBuffer hdr;
+      if (!ipcring_wire_decode_buffer_header (data, len, &hdr, &why))
+        return bad_record (self, tag, why);
+      if (!self->caps) {
+        GST_ELEMENT_ERROR (self, STREAM, FORMAT, ("The producer sent data before caps."),
+            ("ring %s", self->path));
+        return GST_FLOW_NOT_NEGOTIATED;
+      }
+      ensure_segment (self);
+      gsize size = len - sizeof hdr;
+      GstBuffer *buf = gst_buffer_new_allocate (NULL, size, NULL);
+      if (!buf) {
+        GST_ELEMENT_ERROR (self, RESOURCE, FAILED, ("Out of memory for a %" G_GSIZE_FORMAT
+                " byte buffer.", size), (NULL));
+        return GST_FLOW_ERROR;
+      }
+      gst_buffer_fill (buf, 0, data + sizeof hdr, size);
+      GST_BUFFER_PTS (buf) = hdr.pts;
+      GST_BUFFER_DTS (buf) = hdr.dts;
+      GST_BUFFER_DURATION (buf) = hdr.duration;
+      GST_BUFFER_OFFSET (buf) = hdr.offset;
+      GST_BUFFER_OFFSET_END (buf) = hdr.offset_end;
+      guint keep = GST_MINI_OBJECT_FLAGS (buf) & (GST_MINI_OBJECT_FLAG_LAST - 1);
+      GST_MINI_OBJECT_FLAGS (buf) = keep | (hdr.flags & ~(guint) (GST_MINI_OBJECT_FLAG_LAST - 1));
+      *out = buf;
+      return GST_FLOW_OK;
+    }
+    case IPCRING_REC_CAPS:{
+      GstCaps *caps = ipcring_wire_decode_caps (data, len, &why);
+      if (!caps)
+        return bad_record (self, tag, why);
+      return handle_caps (self, caps);
+    }
+    case IPCRING_REC_SEGMENT:{
+      GstEvent *ev = ipcring_wire_decode_segment (data, len, &why);
+      if (!ev)
+        return bad_record (self, tag, why);
+      return handle_event (self, ev);
+    }
+    case IPCRING_REC_EVENT:{
+      GstEvent *ev = ipcring_wire_decode_event (data, len, &why);
+      if (!ev)
+        return bad_record (self, tag, why);
+      return handle_event (self, ev);
+    }
+    case IPCRING_REC_EOS:
+      GST_INFO_OBJECT (self, "end of stream from the producer");
+      return GST_FLOW_EOS;
+    default:
+      /* Newer writers may add record types; this reader skips them. */
+      if (!g_hash_table_contains (self->unknown_tags, GUINT_TO_POINTER (tag))) {
+        g_hash_table_add (self->unknown_tags, GUINT_TO_POINTER (tag));
+        GST_WARNING_OBJECT (self, "skipping unknown record type %" GST_FOURCC_FORMAT,
+            GST_FOURCC_ARGS (tag));
+      }
+      return GST_FLOW_OK;
+  }
+}
+
+/* ---- Opening --------------------------------------------------------- */
+
+static GstFlowReturn
+open_error (GstIpcRingSrc * self, const gchar * path, int rc)
+{
+  switch (rc) {
+    case -EINVAL:
+      GST_ELEMENT_ERROR (self, RESOURCE, OPEN_READ, ("%s is not a ring file.", path),
+          ("Give the ring path of a running ipcringsink."));
+      break;
+    case -EPROTONOSUPPORT:
+      GST_ELEMENT_ERROR (self, RESOURCE, OPEN_READ,
+          ("Ring %s was made by an incompatible version of ipcring.", path),
+          ("Use the same ipcring version on both sides."));
+      break;
+    case -EPROTO:
+      GST_ELEMENT_ERROR (self, RESOURCE, OPEN_READ, ("Ring %s is corrupt.", path),
+          ("Its header or indices are inconsistent; restart the producer."));
+      break;
+    case -EPERM:
+    case -EACCES:
+      GST_ELEMENT_ERROR (self, RESOURCE, OPEN_READ,
+          ("Ring %s is not safe or not allowed to open.", path),
+          ("It must belong to this user and not be writable by others."));
+      break;
+    case -EBUSY:
+      GST_ELEMENT_ERROR (self, RESOURCE, BUSY,
+          ("Another ipcringsrc is already reading ring %s.", path),
+          ("A ring has one reader at a time; stop the other consumer."));
+      break;
+    case -ELOOP:
+      GST_ELEMENT_ERROR (self, RESOURCE, OPEN_READ,
+          ("%s is a symbolic link; rings are never opened through links.", path),
+          ("Give the real path."));
+      break;
+    case -ENOTDIR:
+    case -ENOENT:
+      GST_ELEMENT_ERROR (self, RESOURCE, NOT_FOUND,
+          ("Cannot wait for ring %s: its directory does not exist.", path),
+          ("Create the directory or fix the ring path."));
+      break;
+    default:
+      GST_ELEMENT_ERROR (self, RESOURCE, OPEN_READ,
+          ("Cannot open ring %s: %s.", path, ipcring_strerror (rc)), (NULL));
+      break;
+  }
+  return GST_FLOW_ERROR;
+}
+
+/* Open the ring, waiting for it to appear. Called in create(). */
+static GstFlowReturn
+ensure_reader (GstIpcRingSrc * self)
+{
+  GstFlowReturn ret = GST_FLOW_OK;
+
+  g_mutex_lock (&self->lock);
+  while (!self->reader) {
+    if (self->flushing) {
+      ret = GST_FLOW_FLUSHING;
+      break;
+    }
+    ipcring_reader *r = NULL;
+    int rc = ipcring_reader_open (self->path, 0, &r);
+    if (rc == 0) {
+      struct ipcring_info info;
+      ipcring_reader_info (r, &info);
+      /* The first reader starts at the beginning, where the stream record
+       * is; a later one skips what the previous reader left unread until
+       * the writer gives it a stream record of its own. */
+      self->synced = info.reader_generation <= 1;
+      self->reader = r;
+      GST_INFO_OBJECT (self, "attached to ring %s (reader generation %" G_GUINT64_FORMAT
+          ", writer pid %d)", self->path, (guint64) info.reader_generation, info.writer_pid);
+      break;
+    }
+    if (rc == -ENOENT) {
+      gchar *dir = g_path_get_dirname (self->path);
+      gboolean dir_ok = g_file_test (dir, G_FILE_TEST_IS_DIR);
+      g_free (dir);
+      if (dir_ok) {
+        GST_LOG_OBJECT (self, "waiting for ring %s to appear", self->path);
+        g_cond_wait_until (&self->cond, &self->lock, g_get_monotonic_time () + OPEN_RETRY_US);
+        continue;
+      }
+    }
+    g_mutex_unlock (&self->lock);
+    return open_error (self, self->path, rc);
+  }
+  g_mutex_unlock (&self->lock);
+  return ret;
+}
+
+/* The writer is gone: apply on-writer-lost. OK means keep reading. */
+static GstFlowReturn
+writer_lost (GstIpcRingSrc * self, gboolean clean)
+{
+  switch (self->on_writer_lost) {
+    case GST_IPC_RING_ON_WRITER_LOST_WAIT:
+      GST_INFO_OBJECT (self, "producer gone, waiting for a new one");
+      return GST_FLOW_OK;
+    case GST_IPC_RING_ON_WRITER_LOST_EOS:
+      return GST_FLOW_EOS;
+    case GST_IPC_RING_ON_WRITER_LOST_ERROR:
+    default:
+      if (clean)
+        return GST_FLOW_EOS;
+      GST_ELEMENT_ERROR (self, RESOURCE, READ,
+          ("The producer writing ring %s died.", self->path),
+          ("Everything it wrote was delivered. Set on-writer-lost=eos to end the stream "
+              "instead, or on-writer-lost=wait to wait for a new producer."));
+      return GST_FLOW_ERROR;
+  }
+}
+
+/* ---- GstPushSrc ------------------------------------------------------ */
+
+static GstFlowReturn
+gst_ipc_ring_src_create (GstPushSrc * psrc, GstBuffer ** outbuf)
+{
+  GstIpcRingSrc *self = GST_IPC_RING_SRC (psrc);
+  GstFlowReturn ret = ensure_reader (self);
+  if (ret != GST_FLOW_OK)
+    return ret;
+
+  ipcring_reader *r = self->reader;
+  for (;;) {
+    const void *p;
+    size_t len;
+    uint32_t tag;
+    int rc = ipcring_reader_peek (r, &p, &len, &tag, -1);
+    switch (rc) {
+      case 0:{
+        GstBuffer *buf = NULL;
+        ret = handle_record (self, tag, p, len, &buf);
+        ipcring_reader_release (r);
+        if (ret != GST_FLOW_OK)
+          return ret;
+        if (buf) {
+          *outbuf = buf;
+          return GST_FLOW_OK;
+        }
+        continue;
+      }
+      case -ECANCELED:
+        return GST_FLOW_FLUSHING;
+      case -ENODATA:
+        /* The writer stopped cleanly without an EOS of its own. */
+        if (self->on_writer_lost != GST_IPC_RING_ON_WRITER_LOST_WAIT) {
+          GST_INFO_OBJECT (self, "producer stopped, ending the stream");
+          return GST_FLOW_EOS;
+        }
+        /* Until a new writer takes over, the ring stays at its end: wait
+         * for that without spinning. */
+        g_mutex_lock (&self->lock);
+        if (!self->flushing)
+          g_cond_wait_until (&self->cond, &self->lock,
+              g_get_monotonic_time () + OPEN_RETRY_US);
+        ret = self->flushing ? GST_FLOW_FLUSHING : GST_FLOW_OK;
+        g_mutex_unlock (&self->lock);
+        if (ret != GST_FLOW_OK)
+          return ret;
+        continue;
+      case -EPIPE:
+        if ((ret = writer_lost (self, FALSE)) != GST_FLOW_OK)
+          return ret;
+        continue;
+      case -EPROTO:
+        GST_ELEMENT_ERROR (self, STREAM, DECODE,
+            ("Ring %s is corrupt: the producer wrote inconsistent values.", self->path),
+            ("The stream cannot continue from this ring."));
+        return GST_FLOW_ERROR;
+      default:
+        GST_ELEMENT_ERROR (self, RESOURCE, READ,
+            ("Could not read ring %s: %s.", self->path, ipcring_strerror (rc)), (NULL));
+        return GST_FLOW_ERROR;
+    }
+  }
+}
+
+static gboolean
+gst_ipc_ring_src_start (GstBaseSrc * bsrc)
+{
+  GstIpcRingSrc *self = GST_IPC_RING_SRC (bsrc);
+
+  GST_OBJECT_LOCK (self);
+  gchar *path = g_strdup (self->ring);
+  GST_OBJECT_UNLOCK (self);
+  if (!path || !*path) {
+    GST_ELEMENT_ERROR (self, RESOURCE, NOT_FOUND, ("No ring file given."),
+        ("Set the ring property to the path the ipcringsink writes, for example "
+            "ring=/dev/shm/video."));
+    g_free (path);
+    return FALSE;
+  }
+  g_mutex_lock (&self->lock);
+  g_free (self->path);
+  self->path = path;
+  g_mutex_unlock (&self->lock);
+
+  self->synced = FALSE;
+  self->sent_stream_start = FALSE;
+  self->sent_segment = FALSE;
+  gst_caps_replace (&self->caps, NULL);
+  gst_segment_init (&self->segment, GST_FORMAT_TIME);
+  g_clear_pointer (&self->stream_id, g_free);
+  g_hash_table_remove_all (self->unknown_tags);
+  return TRUE;
+}
+
+static gboolean
+gst_ipc_ring_src_stop (GstBaseSrc * bsrc)
+{
+  GstIpcRingSrc *self = GST_IPC_RING_SRC (bsrc);
+  g_mutex_lock (&self->lock);
+  ipcring_reader *r = self->reader;
+  self->reader = NULL;
+  g_mutex_unlock (&self->lock);
+  ipcring_reader_close (r);
+  gst_caps_replace (&self->caps, NULL);
+  return TRUE;
+}
+
+static gboolean
+gst_ipc_ring_src_unlock (GstBaseSrc * bsrc)
+{
+  GstIpcRingSrc *self = GST_IPC_RING_SRC (bsrc);
+  g_mutex_lock (&self->lock);
+  self->flushing = TRUE;
+  if (self->reader)
+    ipcring_reader_interrupt (self->reader);
+  g_cond_broadcast (&self->cond);
+  g_mutex_unlock (&self->lock);
+  return TRUE;
+}
+
+static gboolean
+gst_ipc_ring_src_unlock_stop (GstBaseSrc * bsrc)
+{
+  GstIpcRingSrc *self = GST_IPC_RING_SRC (bsrc);
+  g_mutex_lock (&self->lock);
+  self->flushing = FALSE;
+  if (self->reader)
+    ipcring_reader_clear_interrupt (self->reader);
+  g_mutex_unlock (&self->lock);
+  return TRUE;
+}
+
+/* Caps come from the ring, not from negotiation. */
+static gboolean
+gst_ipc_ring_src_negotiate (GstBaseSrc * bsrc)
+{
+  return TRUE;
+}
+
+static GstCaps *
+gst_ipc_ring_src_get_caps (GstBaseSrc * bsrc, GstCaps * filter)
+{
+  GstIpcRingSrc *self = GST_IPC_RING_SRC (bsrc);
+  GstCaps *caps = gst_pad_get_current_caps (GST_BASE_SRC_PAD (self));
+  if (!caps)
+    caps = gst_caps_new_any ();
+  if (filter) {
+    GstCaps *tmp = gst_caps_intersect_full (filter, caps, GST_CAPS_INTERSECT_FIRST);
+    gst_caps_unref (caps);
+    caps = tmp;
+  }
+  (void) self;
+  return caps;
+}
+
+static gboolean
+gst_ipc_ring_src_is_seekable (GstBaseSrc * bsrc)
+{
+  return FALSE;
+}
+
+/* ---- GObject --------------------------------------------------------- */
+
+static void
+gst_ipc_ring_src_set_property (GObject * object, guint prop_id, const GValue * value,
+    GParamSpec * pspec)
+{
+  GstIpcRingSrc *self = GST_IPC_RING_SRC (object);
+
+  switch (prop_id) {
+    case PROP_RING:
+      GST_OBJECT_LOCK (self);
+      g_free (self->ring);
+      self->ring = g_value_dup_string (value);
+      GST_OBJECT_UNLOCK (self);
+      break;
+    case PROP_IS_LIVE:
+      gst_base_src_set_live (GST_BASE_SRC (self), g_value_get_boolean (value));
+      break;
+    case PROP_ON_WRITER_LOST:
+      GST_OBJECT_LOCK (self);
+      self->on_writer_lost = g_value_get_enum (value);
+      GST_OBJECT_UNLOCK (self);
+      break;
+    default:
+      G_OBJECT_WARN_INVALID_PROPERTY_ID (object, prop_id, pspec);
+      break;
+  }
+}
+
+static void
+gst_ipc_ring_src_get_property (GObject * object, guint prop_id, GValue * value,
+    GParamSpec * pspec)
+{
+  GstIpcRingSrc *self = GST_IPC_RING_SRC (object);
+
+  switch (prop_id) {
+    case PROP_RING:
+      GST_OBJECT_LOCK (self);
+      g_value_set_string (value, self->ring);
+      GST_OBJECT_UNLOCK (self);
+      break;
+    case PROP_IS_LIVE:
+      g_value_set_boolean (value, gst_base_src_is_live (GST_BASE_SRC (self)));
+      break;
+    case PROP_ON_WRITER_LOST:
+      GST_OBJECT_LOCK (self);
+      g_value_set_enum (value, self->on_writer_lost);
+      GST_OBJECT_UNLOCK (self);
+      break;
+    default:
+      G_OBJECT_WARN_INVALID_PROPERTY_ID (object, prop_id, pspec);
+      break;
+  }
+}
+
+static void
+gst_ipc_ring_src_finalize (GObject * object)
+{
+  GstIpcRingSrc *self = GST_IPC_RING_SRC (object);
+  g_free (self->ring);
+  g_free (self->path);
+  g_free (self->stream_id);
+  gst_caps_replace (&self->caps, NULL);
+  g_hash_table_unref (self->unknown_tags);
+  g_mutex_clear (&self->lock);
+  g_cond_clear (&self->cond);
+  G_OBJECT_CLASS (gst_ipc_ring_src_parent_class)->finalize (object);
+}
+
+static void
+gst_ipc_ring_src_init (GstIpcRingSrc * self)
+{
+  self->ring = g_strdup (DEFAULT_RING);
+  self->on_writer_lost = DEFAULT_ON_WRITER_LOST;
+  g_mutex_init (&self->lock);
+  g_cond_init (&self->cond);
+  self->unknown_tags = g_hash_table_new (NULL, NULL);
+  gst_segment_init (&self->segment, GST_FORMAT_TIME);
+  /* TIME keeps GstBaseSrc from inventing offsets or a first DTS. */
+  gst_base_src_set_format (GST_BASE_SRC (self), GST_FORMAT_TIME);
+  gst_base_src_set_live (GST_BASE_SRC (self), DEFAULT_IS_LIVE);
+  gst_pad_add_probe (GST_BASE_SRC_PAD (self), GST_PAD_PROBE_TYPE_EVENT_DOWNSTREAM,
+      drop_base_events, self, NULL);
+}
+
+static void
+gst_ipc_ring_src_class_init (GstIpcRingSrcClass * klass)
+{
+  GObjectClass *gobject_class = G_OBJECT_CLASS (klass);
+  GstElementClass *element_class = GST_ELEMENT_CLASS (klass);
+  GstBaseSrcClass *basesrc_class = GST_BASE_SRC_CLASS (klass);
+  GstPushSrcClass *pushsrc_class = GST_PUSH_SRC_CLASS (klass);
+
+  gobject_class->set_property = gst_ipc_ring_src_set_property;
+  gobject_class->get_property = gst_ipc_ring_src_get_property;
+  gobject_class->finalize = gst_ipc_ring_src_finalize;
+
+  properties[PROP_RING] = g_param_spec_string ("ring", "Ring",
+      "Path of the ring file an ipcringsink writes, for example /dev/shm/video (required)",
+      DEFAULT_RING, G_PARAM_READWRITE | G_PARAM_STATIC_STRINGS | GST_PARAM_MUTABLE_READY);
+  properties[PROP_IS_LIVE] = g_param_spec_boolean ("is-live", "Is live",
+      "Act as a live source", DEFAULT_IS_LIVE,
+      G_PARAM_READWRITE | G_PARAM_STATIC_STRINGS | GST_PARAM_MUTABLE_READY);
+  properties[PROP_ON_WRITER_LOST] = g_param_spec_enum ("on-writer-lost", "On writer lost",
+      "What to do when the producer dies, after delivering all it wrote",
+      GST_TYPE_IPC_RING_ON_WRITER_LOST, DEFAULT_ON_WRITER_LOST,
+      G_PARAM_READWRITE | G_PARAM_STATIC_STRINGS | GST_PARAM_MUTABLE_READY);
+  g_object_class_install_properties (gobject_class, N_PROPERTIES, properties);
+
+  gst_element_class_add_static_pad_template (element_class, &src_template);
+  gst_element_class_set_static_metadata (element_class, "Shared-memory ring source",
+      "Source/Network",
+      "Reads a stream from an ipcring written by an ipcringsink in another process",
+      "ipcring developers");
+
+  basesrc_class->start = GST_DEBUG_FUNCPTR (gst_ipc_ring_src_start);
+  basesrc_class->stop = GST_DEBUG_FUNCPTR (gst_ipc_ring_src_stop);
+  basesrc_class->unlock = GST_DEBUG_FUNCPTR (gst_ipc_ring_src_unlock);
+  basesrc_class->unlock_stop = GST_DEBUG_FUNCPTR (gst_ipc_ring_src_unlock_stop);
+  basesrc_class->negotiate = GST_DEBUG_FUNCPTR (gst_ipc_ring_src_negotiate);
+  basesrc_class->get_caps = GST_DEBUG_FUNCPTR (gst_ipc_ring_src_get_caps);
+  basesrc_class->is_seekable = GST_DEBUG_FUNCPTR (gst_ipc_ring_src_is_seekable);
+  pushsrc_class->create = GST_DEBUG_FUNCPTR (gst_ipc_ring_src_create);
+
+  gst_type_mark_as_plugin_api (GST_TYPE_IPC_RING_ON_WRITER_LOST, 0);
+  GST_DEBUG_CATEGORY_INIT (ipcring_src_debug, "ipcringsrc", 0, "ipcring source");
+}

@@ -1,0 +1,110 @@
+/* The wire protocol of the ipcring elements: how a GStreamer stream travels
+ * as ring records. docs/protocol.md describes it for humans.
+ *
+ * Every record's 32-bit ring tag says what it is; its payload starts with a
+ * fixed-width header in the machine's byte order (the ring never leaves the
+ * machine). The reader copies every header out of the ring before it looks
+ * at it, and checks every length against the record's length.
+ */
+#ifndef IPCRING_PROTOCOL_H
+#define IPCRING_PROTOCOL_H
+
+#include <gst/gst.h>
+#include <stdint.h>
+
+G_BEGIN_DECLS
+
+#define IPCRING_PROTOCOL_VERSION 1u
+
+#define IPCRING_FOURCC(a, b, c, d)                                            \
+  ((uint32_t)(a) | ((uint32_t)(b) << 8) | ((uint32_t)(c) << 16) | ((uint32_t)(d) << 24))
+
+/* Record tags. A reader skips records with tags it does not know. */
+#define IPCRING_REC_STREAM IPCRING_FOURCC ('S', 'T', 'R', 'M')
+#define IPCRING_REC_CAPS IPCRING_FOURCC ('C', 'A', 'P', 'S')
+#define IPCRING_REC_SEGMENT IPCRING_FOURCC ('S', 'E', 'G', 'M')
+#define IPCRING_REC_EVENT IPCRING_FOURCC ('E', 'V', 'N', 'T')
+#define IPCRING_REC_BUFFER IPCRING_FOURCC ('B', 'U', 'F', 'F')
+#define IPCRING_REC_EOS IPCRING_FOURCC ('E', 'O', 'S', '_')
+
+/* Limits on what a reader accepts; larger records are a protocol error. */
+#define IPCRING_MAX_CAPS_STRING (256u * 1024u)
+#define IPCRING_MAX_EVENT_STRING (4u * 1024u * 1024u)
+
+/* STRM: the start of a consistent stream for a reader. Written when the
+ * writer starts, and again (followed by all sticky events) whenever it sees
+ * a new reader generation. */
+typedef struct {
+  uint32_t version;           /* IPCRING_PROTOCOL_VERSION */
+  uint32_t flags;             /* none defined: 0 */
+  uint64_t writer_generation; /* the ring's, when written */
+  uint64_t reader_generation; /* the reader this record was written for */
+} IpcRingWireStream;
+
+/* BUFF: a buffer; the payload follows the header. GST_CLOCK_TIME_NONE and
+ * GST_BUFFER_OFFSET_NONE travel as all-ones. */
+typedef struct {
+  uint64_t pts;
+  uint64_t dts;
+  uint64_t duration;
+  uint64_t offset;
+  uint64_t offset_end;
+  uint32_t flags;             /* GstBufferFlags (the mini-object bits are 0) */
+  uint32_t reserved;          /* 0 */
+} IpcRingWireBuffer;
+
+/* SEGM: a segment event, field by field. */
+typedef struct {
+  uint32_t format;            /* GstFormat */
+  uint32_t flags;             /* GstSegmentFlags */
+  double rate;
+  double applied_rate;
+  uint64_t base;
+  uint64_t offset;
+  uint64_t start;
+  uint64_t stop;
+  uint64_t time;
+  uint64_t position;
+  uint64_t duration;
+  uint32_t seqnum;
+  uint32_t reserved;          /* 0 */
+} IpcRingWireSegment;
+
+/* EVNT: any other serialized downstream event: its type, then its structure
+ * as a string (gst_structure_to_string), without a terminating NUL. */
+typedef struct {
+  uint32_t type;              /* GstEventType */
+  uint32_t seqnum;
+} IpcRingWireEvent;
+
+/* CAPS: the caps as a string (gst_caps_to_string), no header, no NUL. */
+/* EOS_: an end-of-stream event, no payload. */
+
+G_STATIC_ASSERT (sizeof (IpcRingWireStream) == 24);
+G_STATIC_ASSERT (sizeof (IpcRingWireBuffer) == 48);
+G_STATIC_ASSERT (G_STRUCT_OFFSET (IpcRingWireBuffer, flags) == 40);
+G_STATIC_ASSERT (sizeof (IpcRingWireSegment) == 88);
+G_STATIC_ASSERT (G_STRUCT_OFFSET (IpcRingWireSegment, base) == 24);
+G_STATIC_ASSERT (sizeof (IpcRingWireEvent) == 8);
+
+/* Which events the sink carries: serialized downstream events other than
+ * flushes (local to each process), caps, segment and EOS (own records). */
+gboolean ipcring_wire_event_is_carried (GstEvent * event);
+
+/* Encode an event other than caps/segment/EOS into an EVNT payload. Returns
+ * NULL (and says why in *why) if it cannot be carried. */
+GBytes *ipcring_wire_encode_event (GstEvent * event, const gchar ** why);
+void ipcring_wire_encode_segment (const GstSegment * segment, guint32 seqnum,
+    IpcRingWireSegment * out);
+
+/* Decoders take a private copy of the record payload. They return NULL and
+ * set *why on anything malformed. */
+GstCaps *ipcring_wire_decode_caps (const guint8 * data, gsize len, const gchar ** why);
+GstEvent *ipcring_wire_decode_segment (const guint8 * data, gsize len, const gchar ** why);
+GstEvent *ipcring_wire_decode_event (const guint8 * data, gsize len, const gchar ** why);
+gboolean ipcring_wire_decode_buffer_header (const guint8 * data, gsize len,
+    IpcRingWireBuffer * out, const gchar ** why);
+
+G_END_DECLS
+
+#endif /* IPCRING_PROTOCOL_H */
