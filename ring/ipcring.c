@@ -427,11 +427,9 @@ static int writer_adopt(struct ipcring_writer *w, uint64_t cap)
   }
   w->widx = widx;
   w->cached_r = ridx;
-  uint64_t rgen = ipcring_load_relaxed_u64(&sh->reader_generation);
-  /* A reader that died before we came is not ours to report. */
-  w->reader_lost_gen = reader_alive ? 0 : rgen;
-  if (reader_alive && rgen == 0)
-    w->reader_lost_gen = 0;
+  /* A reader that died before we came is not ours to report; a live one is
+   * (0 stands for "none reported yet"). */
+  w->reader_lost_gen = reader_alive ? 0 : ipcring_load_relaxed_u64(&sh->reader_generation);
   ipcring_store_release_u32(&sh->eos, 0);
   ipcring_store_release_u32(&sh->writer_wait, IPCRING_WAIT_IDLE);
   atomic_store(&sh->writer_pid, (int32_t)getpid());
@@ -553,11 +551,16 @@ int ipcring_writer_create(const char *path, uint64_t capacity, mode_t mode, unsi
 
   int rc = -EEXIST;
   for (int attempt = 0; attempt < 8; attempt++) {
-    int fd = open(path, O_RDWR | O_NOFOLLOW | O_CLOEXEC);
+    int fd = open(path, O_RDWR | O_NOFOLLOW | O_CLOEXEC | O_NONBLOCK);
     if (fd >= 0) {
       struct stat st;
-      if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
-        rc = S_ISREG(st.st_mode) ? -errno : -EEXIST;
+      if (fstat(fd, &st) != 0) {
+        rc = -errno;
+        close(fd);
+        break;
+      }
+      if (!S_ISREG(st.st_mode)) {
+        rc = -EEXIST;
         close(fd);
         break;
       }
@@ -983,7 +986,7 @@ int ipcring_reader_open(const char *path, unsigned flags, ipcring_reader **out)
   if (!path || !*path || !out)
     return -EINVAL;
   *out = NULL;
-  int fd = open(path, O_RDWR | O_NOFOLLOW | O_CLOEXEC);
+  int fd = open(path, O_RDWR | O_NOFOLLOW | O_CLOEXEC | O_NONBLOCK);
   if (fd < 0)
     return -errno;
   struct ipcring_reader *r = reader_new();
