@@ -329,16 +329,35 @@ static int side_map(struct ipcring_side *s, int fd, uint64_t cap)
   return 0;
 }
 
-static void side_unmap(struct ipcring_side *s)
+/* Close the descriptors, which drops our lock: the peer sees us gone. The
+ * mapping stays until side_unmap(). */
+static void side_close_fds(struct ipcring_side *s)
 {
-  if (s->sh && s->fd >= 0)
-    munmap(s->sh, s->map_size);
   if (s->lock_fd >= 0 && s->lock_fd != s->fd)
     close(s->lock_fd);
   if (s->fd >= 0)
     close(s->fd);
+  s->lock_fd = -1;
+  s->fd = -1;
+}
+
+static void side_unmap(struct ipcring_side *s)
+{
+  if (s->sh && s->map_size)
+    munmap(s->sh, s->map_size);
   s->sh = NULL;
-  s->fd = s->lock_fd = -1;
+  s->map_size = 0;
+  side_close_fds(s);
+}
+
+/* Detach: drop the lock first, then wake the peer's sleeper, so that its
+ * liveness check right after waking already sees us gone. */
+static void side_detach(struct ipcring_side *s, _Atomic uint32_t *peer_word)
+{
+  side_close_fds(s);
+  if (s->sh && ipcring_exchange_u32(peer_word, IPCRING_WAIT_IDLE) != IPCRING_WAIT_IDLE)
+    word_wake(peer_word);
+  side_unmap(s);
 }
 
 /* Reserve the file's pages now, so a full /dev/shm fails here and not with
@@ -423,6 +442,7 @@ static int writer_adopt(struct ipcring_writer *w, uint64_t cap)
   if (!indices_ok(ridx, widx, cap)) {
     munmap(sh, w->s.map_size);
     w->s.sh = NULL;
+    w->s.map_size = 0;
     return reader_alive ? -EPROTO : 1;
   }
   w->widx = widx;
@@ -891,12 +911,8 @@ void ipcring_writer_close(ipcring_writer *w)
 {
   if (!w)
     return;
-  if (w->s.sh) {
-    /* Nudge a sleeping reader so it notices we are gone without waiting for
-     * its next liveness check. */
-    if (ipcring_exchange_u32(&w->s.sh->reader_wait, IPCRING_WAIT_IDLE) != IPCRING_WAIT_IDLE)
-      word_wake(&w->s.sh->reader_wait);
-  }
+  if (w->s.sh)
+    side_detach(&w->s, &w->s.sh->reader_wait);
   writer_free(w);
 }
 
@@ -1057,6 +1073,8 @@ static int reader_poll(void *self)
   if (!indices_ok(r->ridx, w, r->s.cap))
     return side_fail(&r->s);
   r->cached_w = w;
+  if (eos > 1)
+    return side_fail(&r->s); /* only 0 and 1 are defined */
   if (w != r->ridx)
     return 1;
   return eos ? -ENODATA : 0;
@@ -1184,11 +1202,8 @@ void ipcring_reader_close(ipcring_reader *r)
 {
   if (!r)
     return;
-  if (r->s.sh && r->s.fd >= 0) {
-    /* A writer blocked on a full ring notices at once. */
-    if (ipcring_exchange_u32(&r->s.sh->writer_wait, IPCRING_WAIT_IDLE) != IPCRING_WAIT_IDLE)
-      word_wake(&r->s.sh->writer_wait);
-  }
+  if (r->s.sh && r->s.fd >= 0)
+    side_detach(&r->s, &r->s.sh->writer_wait); /* a blocked writer notices at once */
   if (r->s.fd < 0)
     r->s.sh = NULL; /* attach_mem: not ours to unmap */
   reader_free(r);
