@@ -478,6 +478,11 @@ gst_ipc_ring_sink_start (GstBaseSink * sink)
             ("Ring %s is in use by another running ipcringsink.", path),
             ("Stop the other producer or choose another ring path."));
         break;
+      case -ERANGE:
+        GST_ELEMENT_ERROR (self, RESOURCE, BUSY,
+            ("Ring %s is still read by a consumer and has another capacity.", path),
+            ("Use the capacity the ring was made with, or stop the consumer first."));
+        break;
       case -EEXIST:
         GST_ELEMENT_ERROR (self, RESOURCE, OPEN_WRITE,
             ("%s exists and is not a ring that can be reused.", path),

@@ -39,6 +39,7 @@
 #include "ipcring.h"
 
 #include <errno.h>
+#include <glib/gstdio.h>
 #include <gst/base/gstpushsrc.h>
 #include <string.h>
 
@@ -81,9 +82,12 @@ struct _GstIpcRingSrc
   ipcring_reader *reader;
   gboolean flushing;
   gchar *path;
+  dev_t ring_dev;               /* the file the reader has open */
+  ino_t ring_ino;
 
   /* streaming thread only */
   gboolean synced;              /* a stream record was seen (or not needed) */
+  gboolean writer_gone;         /* on-writer-lost=wait is waiting for a new writer */
   gboolean pushing_own;         /* the pad probe lets our own events through */
   gboolean sent_stream_start;
   gboolean sent_segment;
@@ -408,6 +412,11 @@ ensure_reader (GstIpcRingSrc * self)
        * the writer gives it a stream record of its own. */
       self->synced = info.reader_generation <= 1;
       self->reader = r;
+      GStatBuf st;
+      if (g_stat (self->path, &st) == 0) {
+        self->ring_dev = st.st_dev;
+        self->ring_ino = st.st_ino;
+      }
       GST_INFO_OBJECT (self, "attached to ring %s (reader generation %" G_GUINT64_FORMAT
           ", writer pid %d)", self->path, (guint64) info.reader_generation, info.writer_pid);
       break;
@@ -427,6 +436,30 @@ ensure_reader (GstIpcRingSrc * self)
   }
   g_mutex_unlock (&self->lock);
   return ret;
+}
+
+/* A new writer that could not take the old ring over (the old one removed
+ * it on a clean stop) made a new file at the path. */
+static gboolean
+ring_replaced (GstIpcRingSrc * self)
+{
+  GStatBuf st;
+  return g_stat (self->path, &st) == 0 && (st.st_dev != self->ring_dev
+      || st.st_ino != self->ring_ino);
+}
+
+/* Leave the old ring for the new file at the same path. */
+static GstFlowReturn
+reopen_reader (GstIpcRingSrc * self)
+{
+  GST_INFO_OBJECT (self, "a new producer made a new ring at %s, switching to it", self->path);
+  g_mutex_lock (&self->lock);
+  ipcring_reader *r = self->reader;
+  self->reader = NULL;
+  g_mutex_unlock (&self->lock);
+  ipcring_reader_close (r);
+  self->writer_gone = FALSE;
+  return ensure_reader (self);
 }
 
 /* The writer is gone: apply on-writer-lost. OK means keep reading. */
@@ -461,14 +494,22 @@ gst_ipc_ring_src_create (GstPushSrc * psrc, GstBuffer ** outbuf)
   if (ret != GST_FLOW_OK)
     return ret;
 
-  ipcring_reader *r = self->reader;
   for (;;) {
+    ipcring_reader *r = self->reader;
     const void *p;
     size_t len;
     uint32_t tag;
-    int rc = ipcring_reader_peek (r, &p, &len, &tag, -1);
+    /* Waiting for a new writer: look at the path now and then, in case it
+     * made a new file instead of taking the old one over. */
+    int rc = ipcring_reader_peek (r, &p, &len, &tag,
+        self->writer_gone ? OPEN_RETRY_US * 1000 : -1);
     switch (rc) {
+      case -ETIMEDOUT:
+        if (ring_replaced (self) && (ret = reopen_reader (self)) != GST_FLOW_OK)
+          return ret;
+        continue;
       case 0:{
+        self->writer_gone = FALSE;
         GstBuffer *buf = NULL;
         ret = handle_record (self, tag, p, len, &buf);
         ipcring_reader_release (r);
@@ -488,8 +529,9 @@ gst_ipc_ring_src_create (GstPushSrc * psrc, GstBuffer ** outbuf)
           GST_INFO_OBJECT (self, "producer stopped, ending the stream");
           return GST_FLOW_EOS;
         }
-        /* Until a new writer takes over, the ring stays at its end: wait
-         * for that without spinning. */
+        /* Until a new writer takes over (or makes a new ring at the path),
+         * the ring stays at its end: wait for that without spinning. */
+        self->writer_gone = TRUE;
         g_mutex_lock (&self->lock);
         if (!self->flushing)
           g_cond_wait_until (&self->cond, &self->lock,
@@ -498,10 +540,13 @@ gst_ipc_ring_src_create (GstPushSrc * psrc, GstBuffer ** outbuf)
         g_mutex_unlock (&self->lock);
         if (ret != GST_FLOW_OK)
           return ret;
+        if (ring_replaced (self) && (ret = reopen_reader (self)) != GST_FLOW_OK)
+          return ret;
         continue;
       case -EPIPE:
         if ((ret = writer_lost (self, FALSE)) != GST_FLOW_OK)
           return ret;
+        self->writer_gone = TRUE;
         continue;
       case -EPROTO:
         GST_ELEMENT_ERROR (self, STREAM, DECODE,
@@ -537,6 +582,7 @@ gst_ipc_ring_src_start (GstBaseSrc * bsrc)
   g_mutex_unlock (&self->lock);
 
   self->synced = FALSE;
+  self->writer_gone = FALSE;
   self->sent_stream_start = FALSE;
   self->sent_segment = FALSE;
   gst_caps_replace (&self->caps, NULL);

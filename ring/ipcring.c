@@ -103,6 +103,7 @@ const char *ipcring_strerror(int err)
   case -EPROTONOSUPPORT: return "ring format version not supported";
   case -EPERM: return "ring file owned by another user or writable by others";
   case -ENOSPC: return "no space to reserve the ring's pages";
+  case -ERANGE: return "a reader is still attached to the existing ring, whose capacity differs";
   default: return err < 0 ? strerror(-err) : "unknown";
   }
 }
@@ -430,7 +431,7 @@ static int writer_adopt(struct ipcring_writer *w, uint64_t cap)
     return -EEXIST; /* somebody else's file: never replace it */
   int reader_alive = lock_held_by_other(w->s.lock_fd, IPCRING_LOCK_READER);
   if (header_check(&h, (uint64_t)st.st_size) != 0 || h.capacity != cap)
-    return reader_alive ? -EBUSY : 1;
+    return reader_alive ? -ERANGE : 1;
   int rc = reserve_pages(w->s.fd, IPCRING_HEADER_SIZE + cap);
   if (rc != 0)
     return rc;
@@ -667,7 +668,7 @@ int ipcring_writer_create_fd(int fd, uint64_t capacity, unsigned flags, ipcring_
     rc = st.st_size == 0 ? 0 : (flags & IPCRING_CREATE_NO_TAKEOVER) ? -EEXIST
                                                                      : writer_adopt(w, capacity);
     if (rc == 1 || st.st_size == 0)
-      rc = lock_held_by_other(w->s.lock_fd, IPCRING_LOCK_READER) ? -EBUSY
+      rc = lock_held_by_other(w->s.lock_fd, IPCRING_LOCK_READER) ? -ERANGE
                                                                  : writer_init_fresh(w, capacity);
   }
   if (rc != 0) {

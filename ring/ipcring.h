@@ -98,8 +98,9 @@ const char *ipcring_strerror(int err);
  * full /dev/shm is -ENOSPC here, never SIGBUS later). If the path exists and
  * is a ring whose writer has died, the new writer takes it over: with the same
  * capacity it continues at the old write index (an attached reader goes on
- * reading); otherwise, if no reader is attached, the file is replaced. A ring
- * with a live writer gives -EBUSY; a file that is not a ring, -EEXIST. */
+ * reading); otherwise, if no reader is attached, the file is replaced, and if
+ * one is, -ERANGE. A ring with a live writer gives -EBUSY; a file that is not
+ * a ring, -EEXIST. */
 int ipcring_writer_create(const char *path, uint64_t capacity, mode_t mode,
                           unsigned flags, ipcring_writer **out);
 
