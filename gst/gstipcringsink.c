@@ -146,14 +146,17 @@ handle_ring_error (GstIpcRingSink * self, int rc, gsize len)
       }
       GST_INFO_OBJECT (self, "reader gone, waiting for a new one");
       return GST_FLOW_OK;
-    case -EMSGSIZE:
+    case -EMSGSIZE:{
+      /* Speak of buffers, whose size the user knows, not of records. */
+      gsize hdr = sizeof (IpcRingWireBuffer);
+      gsize max = ipcring_max_payload (self->capacity);
       GST_ELEMENT_ERROR (self, RESOURCE, WRITE,
-          ("A record of %" G_GSIZE_FORMAT " bytes does not fit in ring %s.", len,
-              self->path),
-          ("Records are limited to %" G_GSIZE_FORMAT " bytes with capacity=%"
-              G_GUINT64_FORMAT "; raise the capacity property (a power of two).",
-              ipcring_max_payload (self->capacity), self->capacity));
+          ("A buffer of %" G_GSIZE_FORMAT " bytes does not fit in ring %s, whose capacity "
+              "of %" G_GUINT64_FORMAT " bytes carries buffers of at most %" G_GSIZE_FORMAT
+              " bytes.", len > hdr ? len - hdr : len, self->path, self->capacity, max - hdr),
+          ("Raise the sink's capacity property (a power of two)."));
       return GST_FLOW_ERROR;
+    }
     case -EPROTO:
       GST_ELEMENT_ERROR (self, RESOURCE, WRITE,
           ("Ring %s is corrupt: its reader wrote inconsistent values.", self->path),
@@ -337,34 +340,24 @@ gst_ipc_ring_sink_render (GstBaseSink * sink, GstBuffer * buf)
     .reserved = 0,
   };
 
-  /* Gather the memories without merging them. */
-  enum { MAX_PARTS = 17 };
+  /* Gather the memories without merging them (a buffer has at most 16). */
+  enum { MAX_MEMS = 16 };
   guint n_mem = gst_buffer_n_memory (buf);
-  GstMapInfo maps[MAX_PARTS - 1];
-  Part parts[MAX_PARTS];
+  GstMapInfo maps[MAX_MEMS];
+  Part parts[1 + MAX_MEMS];
   guint n_parts = 1, n_maps = 0;
   parts[0].data = &hdr;
   parts[0].len = sizeof hdr;
-  GstMapInfo whole;
-  gboolean mapped_whole = FALSE;
-
-  if (n_mem <= MAX_PARTS - 1) {
-    for (guint i = 0; i < n_mem; i++) {
-      GstMemory *mem = gst_buffer_peek_memory (buf, i);
-      if (!gst_memory_map (mem, &maps[i], GST_MAP_READ))
-        goto map_failed;
-      n_maps++;
-      parts[n_parts].data = maps[i].data;
-      parts[n_parts].len = maps[i].size;
-      n_parts++;
-    }
-  } else {
-    if (!gst_buffer_map (buf, &whole, GST_MAP_READ))
+  if (n_mem > MAX_MEMS)
+    goto map_failed;
+  for (guint i = 0; i < n_mem; i++) {
+    GstMemory *mem = gst_buffer_peek_memory (buf, i);
+    if (!gst_memory_map (mem, &maps[i], GST_MAP_READ))
       goto map_failed;
-    mapped_whole = TRUE;
-    parts[1].data = whole.data;
-    parts[1].len = whole.size;
-    n_parts = 2;
+    n_maps++;
+    parts[n_parts].data = maps[i].data;
+    parts[n_parts].len = maps[i].size;
+    n_parts++;
   }
 
   ret = write_record (self, IPCRING_REC_BUFFER, parts, n_parts, TRUE);
@@ -372,8 +365,6 @@ gst_ipc_ring_sink_render (GstBaseSink * sink, GstBuffer * buf)
 done:
   for (guint i = 0; i < n_maps; i++)
     gst_memory_unmap (gst_buffer_peek_memory (buf, i), &maps[i]);
-  if (mapped_whole)
-    gst_buffer_unmap (buf, &whole);
   return ret;
 
 map_failed:

@@ -88,7 +88,10 @@ struct _GstIpcRingSrc
   /* streaming thread only */
   gboolean synced;              /* a stream record was seen (or not needed) */
   gboolean writer_gone;         /* on-writer-lost=wait is waiting for a new writer */
-  gboolean pushing_own;         /* the pad probe lets our own events through */
+  GstEvent *own_stream_start;   /* the carried ones we pushed, to tell them */
+  GstEvent *own_segment;        /* apart from GstBaseSrc's in the pad probe */
+  gboolean segment_delivered;   /* own_segment went downstream */
+  gboolean restore_segment;     /* GstBaseSrc stored its segment over ours */
   gboolean sent_stream_start;
   gboolean sent_segment;
   GstCaps *caps;
@@ -124,19 +127,32 @@ gst_ipc_ring_on_writer_lost_get_type (void)
 /* ---- Pushing events -------------------------------------------------- */
 
 /* GstBaseSrc sends a stream-start and a segment of its own; the stream's
- * come from the ring, so the base class's are dropped. */
+ * come from the ring, so the probe lets only the events we pushed through,
+ * told apart by identity.
+ *
+ * A dropped sticky event stays stored on the pad (and is offered again before
+ * each push, and dropped again). GstBaseSrc's stream-start is stored before
+ * ours, which replaces it; its segment comes after ours, just before the
+ * first buffer, so the next create() stores ours back. Ours, offered again
+ * from the store, is not delivered twice. */
 static GstPadProbeReturn
-drop_base_events (GstPad * pad, GstPadProbeInfo * info, gpointer user_data)
+filter_events (GstPad * pad, GstPadProbeInfo * info, gpointer user_data)
 {
   GstIpcRingSrc *self = user_data;
   GstEvent *event = GST_PAD_PROBE_INFO_EVENT (info);
-  if (self->pushing_own)
-    return GST_PAD_PROBE_OK;
   switch (GST_EVENT_TYPE (event)) {
     case GST_EVENT_STREAM_START:
+      return event == self->own_stream_start ? GST_PAD_PROBE_OK : GST_PAD_PROBE_DROP;
     case GST_EVENT_SEGMENT:
-      GST_DEBUG_OBJECT (self, "dropping the base class's %" GST_PTR_FORMAT, event);
-      return GST_PAD_PROBE_DROP;
+      if (event != self->own_segment) {
+        GST_DEBUG_OBJECT (self, "dropping the base class's %" GST_PTR_FORMAT, event);
+        self->restore_segment = TRUE;
+        return GST_PAD_PROBE_DROP;
+      }
+      if (self->segment_delivered)
+        return GST_PAD_PROBE_DROP;
+      self->segment_delivered = TRUE;
+      return GST_PAD_PROBE_OK;
     default:
       return GST_PAD_PROBE_OK;
   }
@@ -145,10 +161,23 @@ drop_base_events (GstPad * pad, GstPadProbeInfo * info, gpointer user_data)
 static gboolean
 push_own (GstIpcRingSrc * self, GstEvent * event)
 {
-  self->pushing_own = TRUE;
-  gboolean ok = gst_pad_push_event (GST_BASE_SRC_PAD (self), event);
-  self->pushing_own = FALSE;
-  return ok;
+  if (GST_EVENT_TYPE (event) == GST_EVENT_STREAM_START)
+    gst_event_replace (&self->own_stream_start, event);
+  else if (GST_EVENT_TYPE (event) == GST_EVENT_SEGMENT) {
+    gst_event_replace (&self->own_segment, event);
+    self->segment_delivered = FALSE;
+  }
+  return gst_pad_push_event (GST_BASE_SRC_PAD (self), event);
+}
+
+/* After GstBaseSrc stored its segment over ours: put ours back. */
+static void
+restore_own_segment (GstIpcRingSrc * self)
+{
+  if (!self->restore_segment || !self->own_segment)
+    return;
+  self->restore_segment = FALSE;
+  gst_pad_store_sticky_event (GST_BASE_SRC_PAD (self), self->own_segment);
 }
 
 /* Data needs a stream-start and a segment before it; a writer that sent
@@ -490,6 +519,7 @@ static GstFlowReturn
 gst_ipc_ring_src_create (GstPushSrc * psrc, GstBuffer ** outbuf)
 {
   GstIpcRingSrc *self = GST_IPC_RING_SRC (psrc);
+  restore_own_segment (self);
   GstFlowReturn ret = ensure_reader (self);
   if (ret != GST_FLOW_OK)
     return ret;
@@ -588,6 +618,10 @@ gst_ipc_ring_src_start (GstBaseSrc * bsrc)
   gst_caps_replace (&self->caps, NULL);
   gst_segment_init (&self->segment, GST_FORMAT_TIME);
   g_clear_pointer (&self->stream_id, g_free);
+  gst_event_replace (&self->own_stream_start, NULL);
+  gst_event_replace (&self->own_segment, NULL);
+  self->segment_delivered = FALSE;
+  self->restore_segment = FALSE;
   g_hash_table_remove_all (self->unknown_tags);
   return TRUE;
 }
@@ -722,6 +756,8 @@ gst_ipc_ring_src_finalize (GObject * object)
   g_free (self->path);
   g_free (self->stream_id);
   gst_caps_replace (&self->caps, NULL);
+  gst_event_replace (&self->own_stream_start, NULL);
+  gst_event_replace (&self->own_segment, NULL);
   g_hash_table_unref (self->unknown_tags);
   g_mutex_clear (&self->lock);
   g_cond_clear (&self->cond);
@@ -741,7 +777,7 @@ gst_ipc_ring_src_init (GstIpcRingSrc * self)
   gst_base_src_set_format (GST_BASE_SRC (self), GST_FORMAT_TIME);
   gst_base_src_set_live (GST_BASE_SRC (self), DEFAULT_IS_LIVE);
   gst_pad_add_probe (GST_BASE_SRC_PAD (self), GST_PAD_PROBE_TYPE_EVENT_DOWNSTREAM,
-      drop_base_events, self, NULL);
+      filter_events, self, NULL);
 }
 
 static void

@@ -974,12 +974,13 @@ static int reader_attach_fd(struct ipcring_reader *r, unsigned flags)
     return -EPERM;
   if (st.st_mode & S_IWOTH)
     return -EPERM;
+  struct ipcring_shared h;
+  if ((uint64_t)st.st_size < sizeof h || pread(r->s.fd, &h, sizeof h, 0) != (ssize_t)sizeof h ||
+      h.magic != IPCRING_MAGIC)
+    return -EINVAL; /* not a ring at all */
   if ((uint64_t)st.st_size < IPCRING_HEADER_SIZE + IPCRING_CAPACITY_MIN ||
       (uint64_t)st.st_size > IPCRING_HEADER_SIZE + IPCRING_CAPACITY_MAX)
-    return (uint64_t)st.st_size < sizeof(struct ipcring_shared) ? -EINVAL : -EPROTO;
-  struct ipcring_shared h;
-  if (pread(r->s.fd, &h, sizeof h, 0) != (ssize_t)sizeof h)
-    return -EINVAL;
+    return -EPROTO; /* a ring, but its file has the wrong size */
   int rc = header_check(&h, (uint64_t)st.st_size);
   if (rc != 0)
     return rc;
