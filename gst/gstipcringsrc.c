@@ -491,10 +491,23 @@ reopen_reader (GstIpcRingSrc * self)
   return ensure_reader (self);
 }
 
+/* A producer that died could not remove its ring file; the reader that gives
+ * up on the ring does, unless a new producer has taken it over meanwhile. */
+static void
+remove_dead_ring (GstIpcRingSrc * self)
+{
+  if (ring_replaced (self) || ipcring_reader_writer_alive (self->reader))
+    return;
+  if (g_unlink (self->path) == 0)
+    GST_INFO_OBJECT (self, "removed %s, left by the dead producer", self->path);
+}
+
 /* The writer is gone: apply on-writer-lost. OK means keep reading. */
 static GstFlowReturn
 writer_lost (GstIpcRingSrc * self, gboolean clean)
 {
+  if (!clean && self->on_writer_lost != GST_IPC_RING_ON_WRITER_LOST_WAIT)
+    remove_dead_ring (self);
   switch (self->on_writer_lost) {
     case GST_IPC_RING_ON_WRITER_LOST_WAIT:
       GST_INFO_OBJECT (self, "producer gone, waiting for a new one");
