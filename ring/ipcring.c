@@ -230,7 +230,7 @@ static int side_fail(struct ipcring_side *s)
 /* Spin briefly, then announce on `word` and sleep on it in slices, until
  * poll() says ready, the deadline passes or we are interrupted. */
 static int side_wait(struct ipcring_side *s, _Atomic uint32_t *word, poll_fn poll,
-                     idle_fn idle, void *self, int64_t timeout_ns)
+                     idle_fn idle, void *self, int64_t timeout_ns, int spin)
 {
   int rc = poll(self);
   if (rc != 0)
@@ -243,7 +243,7 @@ static int side_wait(struct ipcring_side *s, _Atomic uint32_t *word, poll_fn pol
   int64_t start = now_ns();
   int64_t deadline = timeout_ns < 0 ? INT64_MAX : start + timeout_ns;
   int64_t spin_end = start + SPIN_NS;
-  for (unsigned i = 1;; i++) {
+  for (unsigned i = 1; spin; i++) {
     rc = poll(self);
     if (rc != 0)
       return rc < 0 ? rc : 0;
@@ -282,6 +282,17 @@ static int side_wait(struct ipcring_side *s, _Atomic uint32_t *word, poll_fn pol
       return rc < 0 ? rc : 0;
     }
   }
+}
+
+/* Make this side's blocked call return -ECANCELED. The flag first, then the
+ * exchange: pairs with the announce-then-check in side_wait(), so either the
+ * sleeper sees the flag or this exchange sees SLEEPING and the wake reaches
+ * it. */
+static void side_interrupt(struct ipcring_side *s, _Atomic uint32_t *own_word)
+{
+  atomic_store_explicit(&s->interrupted, 1, memory_order_seq_cst);
+  if (ipcring_exchange_u32(own_word, IPCRING_WAIT_IDLE) != IPCRING_WAIT_IDLE)
+    word_wake(own_word);
 }
 
 /* ---- Mapping and validation ----------------------------------------- */
@@ -718,7 +729,7 @@ static int writer_wait_space(struct ipcring_writer *w, uint64_t need, int64_t ti
 {
   struct space_wait sw = { w, need };
   return side_wait(&w->s, &w->s.sh->writer_wait, writer_poll_space, writer_idle, &sw,
-                   timeout_ns);
+                   timeout_ns, 1);
 }
 
 static inline void writer_publish(struct ipcring_writer *w)
@@ -829,11 +840,7 @@ int ipcring_writer_eos(ipcring_writer *w)
 
 void ipcring_writer_interrupt(ipcring_writer *w)
 {
-  atomic_store_explicit(&w->s.interrupted, 1, memory_order_seq_cst);
-  /* Pairs with the announce in side_wait(): either the sleeper sees the flag
-   * or this exchange sees SLEEPING and the wake reaches it. */
-  if (ipcring_exchange_u32(&w->s.sh->writer_wait, IPCRING_WAIT_IDLE) != IPCRING_WAIT_IDLE)
-    word_wake(&w->s.sh->writer_wait);
+  side_interrupt(&w->s, &w->s.sh->writer_wait);
 }
 
 void ipcring_writer_clear_interrupt(ipcring_writer *w)
@@ -849,33 +856,18 @@ static int writer_poll_reader(void *self)
   return lock_held_by_other(w->s.lock_fd, IPCRING_LOCK_READER);
 }
 
+static int idle_keep_waiting(void *self)
+{
+  (void)self;
+  return 0;
+}
+
 int ipcring_writer_wait_reader(ipcring_writer *w, int64_t timeout_ns)
 {
-  /* Polling here is a system call per check, so no spinning: the reader's
-   * attach wakes us, and each slice re-checks. */
-  int rc = writer_poll_reader(w);
-  if (rc != 0)
-    return rc < 0 ? rc : 0;
-  if (atomic_load(&w->s.interrupted))
-    return -ECANCELED;
-  if (timeout_ns == 0)
-    return -EAGAIN;
-  int64_t deadline = timeout_ns < 0 ? INT64_MAX : now_ns() + timeout_ns;
-  for (;;) {
-    ipcring_store_seq_cst_u32(&w->s.sh->writer_wait, IPCRING_WAIT_SLEEPING);
-    rc = writer_poll_reader(w);
-    if (rc == 0 && atomic_load(&w->s.interrupted))
-      rc = -ECANCELED;
-    int64_t t = now_ns();
-    if (rc == 0 && t >= deadline)
-      rc = -ETIMEDOUT;
-    if (rc != 0) {
-      ipcring_store_release_u32(&w->s.sh->writer_wait, IPCRING_WAIT_IDLE);
-      return rc < 0 ? rc : 0;
-    }
-    int64_t slice = deadline - t < SLICE_NS ? deadline - t : SLICE_NS;
-    word_wait(&w->s.sh->writer_wait, IPCRING_WAIT_SLEEPING, slice);
-  }
+  /* Each check is a system call, so no spinning: a reader's attach wakes us,
+   * and every sleep slice checks again. */
+  return side_wait(&w->s, &w->s.sh->writer_wait, writer_poll_reader, idle_keep_waiting, w,
+                   timeout_ns, 0);
 }
 
 int ipcring_writer_flush(ipcring_writer *w, int64_t timeout_ns)
@@ -1120,7 +1112,7 @@ int ipcring_reader_peek(ipcring_reader *r, const void **ptr, size_t *len, uint32
   }
   for (;;) {
     if (r->ridx == r->cached_w) {
-      int rc = side_wait(&r->s, &r->s.sh->reader_wait, reader_poll, reader_idle, r, timeout_ns);
+      int rc = side_wait(&r->s, &r->s.sh->reader_wait, reader_poll, reader_idle, r, timeout_ns, 1);
       if (rc != 0)
         return rc;
     }
@@ -1189,10 +1181,7 @@ int ipcring_reader_writer_alive(ipcring_reader *r)
 
 void ipcring_reader_interrupt(ipcring_reader *r)
 {
-  atomic_store_explicit(&r->s.interrupted, 1, memory_order_seq_cst);
-  /* Pairs with the announce in side_wait(). */
-  if (ipcring_exchange_u32(&r->s.sh->reader_wait, IPCRING_WAIT_IDLE) != IPCRING_WAIT_IDLE)
-    word_wake(&r->s.sh->reader_wait);
+  side_interrupt(&r->s, &r->s.sh->reader_wait);
 }
 
 void ipcring_reader_clear_interrupt(ipcring_reader *r)
