@@ -25,6 +25,8 @@
 
 /* How long a blocking call spins before it announces itself and sleeps. */
 #define SPIN_NS 20000
+/* Pause instructions before each poll while spinning (about 1 us). */
+#define SPIN_PAUSES 32
 /* Longest single sleep: peer liveness is checked after each, so a dead peer
  * is noticed within this bound (plus a system call). */
 #define SLICE_NS 50000000
@@ -232,9 +234,12 @@ static int side_fail(struct ipcring_side *s)
 static int side_wait(struct ipcring_side *s, _Atomic uint32_t *word, poll_fn poll,
                      idle_fn idle, void *self, int64_t timeout_ns, int spin)
 {
-  int rc = poll(self);
-  if (rc != 0)
-    return rc < 0 ? rc : 0;
+  int rc;
+  if (timeout_ns == 0 || !spin) {
+    rc = poll(self);
+    if (rc != 0)
+      return rc < 0 ? rc : 0;
+  }
   if (atomic_load_explicit(&s->interrupted, memory_order_acquire))
     return -ECANCELED;
   if (timeout_ns == 0)
@@ -244,11 +249,18 @@ static int side_wait(struct ipcring_side *s, _Atomic uint32_t *word, poll_fn pol
   int64_t deadline = timeout_ns < 0 ? INT64_MAX : start + timeout_ns;
   int64_t spin_end = start + SPIN_NS;
   for (unsigned i = 1; spin; i++) {
+    /* Pause before each look at the peer's index. Our caller found its
+     * cached copy used up; looking again at once, and again after every
+     * record, pulls the index's cache line away from the peer once per
+     * record (the peer then stalls to get it back). Pausing lets the peer
+     * publish a batch per line transfer: on a 2-core EPYC this took 256-byte
+     * streaming from 15-50M to 62-74M records/s. */
+    for (unsigned k = 0; k < SPIN_PAUSES; k++)
+      ipcring_cpu_relax();
     rc = poll(self);
     if (rc != 0)
       return rc < 0 ? rc : 0;
-    ipcring_cpu_relax();
-    if ((i & 63) == 0) {
+    if ((i & 7) == 0) {
       int64_t t = now_ns();
       if (t >= spin_end || t >= deadline)
         break;
