@@ -246,7 +246,8 @@ static int side_wait(struct ipcring_side *s, _Atomic uint32_t *word, poll_fn pol
     return -EAGAIN;
 
   int64_t start = now_ns();
-  int64_t deadline = timeout_ns < 0 ? INT64_MAX : start + timeout_ns;
+  int64_t deadline = timeout_ns < 0 || timeout_ns > INT64_MAX - start ? INT64_MAX
+                                                                      : start + timeout_ns;
   int64_t spin_end = start + SPIN_NS;
   for (unsigned i = 1; spin; i++) {
     /* Pause before each look at the peer's index. Our caller found its
@@ -809,7 +810,8 @@ int ipcring_writer_push(ipcring_writer *w, const void *data, size_t len, uint32_
   int rc = ipcring_writer_reserve(w, len, timeout_ns, &p);
   if (rc != 0)
     return rc;
-  memcpy(p, data, len);
+  if (len)
+    memcpy(p, data, len);
   return ipcring_writer_commit(w, len, tag);
 }
 
@@ -830,7 +832,8 @@ int ipcring_writer_pushv(ipcring_writer *w, const struct iovec *iov, int iovcnt,
     return rc;
   uint8_t *d = p;
   for (int i = 0; i < iovcnt; i++) {
-    memcpy(d, iov[i].iov_base, iov[i].iov_len);
+    if (iov[i].iov_len)
+      memcpy(d, iov[i].iov_base, iov[i].iov_len);
     d += iov[i].iov_len;
   }
   return ipcring_writer_commit(w, len, tag);
@@ -1181,7 +1184,8 @@ int ipcring_reader_pop(ipcring_reader *r, void *buf, size_t size, size_t *len, u
     *tag = t;
   if (n > size)
     return -EMSGSIZE;
-  memcpy(buf, p, n);
+  if (n)
+    memcpy(buf, p, n);
   ipcring_reader_release(r);
   return (int)n;
 }

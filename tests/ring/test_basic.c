@@ -1529,6 +1529,56 @@ static void test_wait_reader(void)
     printf("   ok (%.0f ms)\n", us(tu_now_ns() - t0_) / 1000.0);                       \
   } while (0)
 
+struct delayed_push {
+  ipcring_writer *w;
+  int delay_ms;
+};
+
+static void *delayed_push_thread(void *arg)
+{
+  struct delayed_push *d = arg;
+  tu_sleep_ms(d->delay_ms);
+  CHECK_RC(ipcring_writer_push(d->w, "late", 4, 7, 0), 0);
+  return NULL;
+}
+
+/* Regression: a timeout near INT64_MAX overflowed the deadline (now +
+ * timeout), so such a wait returned -ETIMEDOUT at once instead of waiting.
+ * Also regression: empty payloads with NULL pointers (push of NULL/0, an
+ * iovec of NULL/0, pop into NULL/0) passed NULL to memcpy, which UBSan
+ * reports; they must just work. */
+static void test_huge_timeout_and_null_empty_payloads(void)
+{
+  struct pair p;
+  pair_open(&p, "huge-timeout", 4096);
+  const void *ptr;
+  size_t len;
+  uint32_t tag;
+
+  struct delayed_push d = { p.w, 30 };
+  pthread_t th;
+  CHECK(pthread_create(&th, NULL, delayed_push_thread, &d) == 0, "pthread_create");
+  int64_t t0 = tu_now_ns();
+  CHECK_RC(ipcring_reader_peek(p.r, &ptr, &len, &tag, INT64_MAX), 0);
+  int64_t el = tu_now_ns() - t0;
+  pthread_join(th, NULL);
+  printf("  peek with timeout INT64_MAX waited %.0f us for a record pushed after 30 ms\n", us(el));
+  CHECK(len == 4 && tag == 7 && memcmp(ptr, "late", 4) == 0, "the late record");
+  CHECK(el >= 25 * MS, "returned after %.0f us, before the record came", us(el));
+  CHECK_RC(ipcring_reader_release(p.r), 0);
+
+  CHECK_RC(ipcring_writer_push(p.w, NULL, 0, 1, 0), 0);
+  struct iovec iov[2] = { { NULL, 0 }, { (void *)"ab", 2 } };
+  CHECK_RC(ipcring_writer_pushv(p.w, iov, 2, 2, 0), 0);
+  size_t n = 99;
+  CHECK_RC(ipcring_reader_pop(p.r, NULL, 0, &n, &tag, 0), 0);
+  CHECK(n == 0 && tag == 1, "empty record: length %zu tag %u", n, tag);
+  uint8_t buf[4];
+  CHECK_RC(ipcring_reader_pop(p.r, buf, sizeof buf, &n, &tag, 0), 2);
+  CHECK(n == 2 && tag == 2 && memcmp(buf, "ab", 2) == 0, "gathered record");
+  pair_close(&p);
+}
+
 int main(void)
 {
   setvbuf(stdout, NULL, _IOLBF, 0);
@@ -1550,6 +1600,7 @@ int main(void)
   RUN(test_unlink);
   RUN(test_strerror);
   RUN(test_wait_reader);
+  RUN(test_huge_timeout_and_null_empty_payloads);
   printf("all basic ring tests passed\n");
   return 0;
 }
