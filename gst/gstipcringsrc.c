@@ -425,6 +425,11 @@ ensure_reader (GstIpcRingSrc * self)
 {
   GstFlowReturn ret = GST_FLOW_OK;
 
+  /* Only this (streaming) thread sets the reader while streaming; stop()
+   * clears it after streaming has stopped: no lock needed to see it is set. */
+  if (self->reader)
+    return GST_FLOW_OK;
+
   g_mutex_lock (&self->lock);
   while (!self->reader) {
     if (self->flushing) {
