@@ -924,11 +924,11 @@ GST_START_TEST (test_stream_carried_exactly)
 
   /* And the order of it all: buffers and events interleaved exactly as
    * they were sent, with nothing extra.
-   * ELEMENT BUG (reported, gst/gstipcringsrc.c): GstBaseSrc's own default
-   * segment, which the src's probe drops, stays pending on the src pad
-   * (replacing the stream's sticky segment) and is let through by the next
-   * event the src pushes itself: here a default TIME segment (seqnum of
-   * GstBaseSrc) arrives just before the "between" custom event. */
+   * Regression (fixed in gst/gstipcringsrc.c): GstBaseSrc's own default
+   * segment, which the src's probe dropped, stayed pending on the src pad
+   * (replacing the stream's sticky segment) and was let through by the next
+   * event the src pushed itself: a default TIME segment (seqnum of
+   * GstBaseSrc) arrived just before the "between" custom event. */
   GString *want = g_string_new ("stream-start caps:video/x-raw segment segment tag tag "
       "custom-downstream custom-downstream-sticky gap");
   for (guint i = 0; i < N_STREAM_SHAPES; i++)
@@ -961,12 +961,11 @@ GST_END_TEST;
  * segment the sink sent, also when a serialized event (a tag update, as
  * encoders send mid-stream) follows buffers, and both the src pad's and the
  * downstream pad's sticky segment stay the sent one.
- * ELEMENT BUG (reported): fails with gst/gstipcringsrc.c as it is: GstBaseSrc
- * pushes its own default segment before the first buffer; the element's
- * probe drops it, but the pad keeps it as its pending sticky segment in
- * place of the stream's, and push_own() lets it through with the next
- * event, so the rest of the stream runs in a default segment downstream
- * (wrong running and stream times whenever the real one is not default). */
+ * Regression test for a fixed element bug: GstBaseSrc pushes its own default
+ * segment before the first buffer; the element's probe dropped it, but the
+ * pad kept it as its pending sticky segment in place of the stream's and it
+ * went out with the next event the element pushed, so the rest of the
+ * stream ran in a default segment downstream. */
 GST_START_TEST (test_src_keeps_stream_segment)
 {
   announce ("the src never lets its base class's default segment through");
@@ -1319,10 +1318,10 @@ GST_END_TEST;
 
 /* A shorter text file (5000 bytes: more than a ring header, less than the
  * smallest ring) is just as much "not a ring file".
- * LIBRARY BUG (reported, ring/ipcring.c reader_attach_fd): the file size is
- * checked before the magic, and a size from 320 to 8191 bytes gives -EPROTO,
- * so the src says "Ring ... is corrupt ... restart the producer" about a
- * file that was never a ring. */
+ * Regression test for a fixed library bug (ring/ipcring.c reader_attach_fd):
+ * the file size was checked before the magic, so a size from 320 to 8191
+ * bytes gave -EPROTO and the src called a file that was never a ring
+ * "corrupt". */
 GST_START_TEST (test_src_short_text_file)
 {
   announce ("src on 5000 bytes of text: \"is not a ring file\"");
