@@ -273,7 +273,7 @@ static int side_wait(struct ipcring_side *s, _Atomic uint32_t *word, poll_fn pol
   s->waits++;
   for (;;) {
     /* Announce, then re-check: pairs with the fence in wake_peer() and with
-     * the exchange in *_interrupt(). */
+     * the exchange in side_interrupt(). */
     ipcring_store_seq_cst_u32(word, IPCRING_WAIT_SLEEPING);
     rc = poll(self);
     if (rc == 0 && atomic_load_explicit(&s->interrupted, memory_order_seq_cst))
