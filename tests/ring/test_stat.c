@@ -490,10 +490,12 @@ static void test_not_a_reader(void)
 }
 
 /* The live display ends with status 1 and says why when the file is removed,
- * or replaced by a new ring at the same path. */
+ * or replaced by a new ring at the same path (renamed over it, so that the
+ * path never goes missing in between). */
 static void test_removed_or_replaced(void)
 {
   char *path = tu_path("going");
+  char *next = tu_path("going-next");
   for (int replace = 0; replace < 2; replace++) {
     ipcring_writer *w;
     CHECK_RC(ipcring_writer_create(path, CAP, 0, 0, &w), 0);
@@ -501,11 +503,14 @@ static void test_removed_or_replaced(void)
     const char *args[] = { "--interval", "0.02", path, NULL };
     run_start(&run, args);
     CHECK(run_line(&run, 10000) != NULL, "no first refresh within 10 s; stderr: %s", run.err);
-    CHECK_RC(ipcring_writer_unlink(w), 0);
-    ipcring_writer_close(w);
     ipcring_writer *w2 = NULL;
-    if (replace)
-      CHECK_RC(ipcring_writer_create(path, CAP, 0, 0, &w2), 0);
+    if (replace) {
+      CHECK_RC(ipcring_writer_create(next, CAP, 0, 0, &w2), 0);
+      CHECK(rename(next, path) == 0, "rename: %s", strerror(errno));
+    } else {
+      CHECK_RC(ipcring_writer_unlink(w), 0);
+    }
+    ipcring_writer_close(w);
     int rc = run_finish(&run, 10000);
     CHECK(rc == 1, "exit status %d, expected 1", rc);
     const char *why = replace ? "replaced" : "removed";
@@ -516,6 +521,7 @@ static void test_removed_or_replaced(void)
       CHECK(unlink(path) == 0, "unlink: %s", strerror(errno));
     }
   }
+  free(next);
   free(path);
 }
 
