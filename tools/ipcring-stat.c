@@ -28,6 +28,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/ioctl.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
 #include <time.h>
@@ -583,6 +584,15 @@ static void print_line(const struct ring *rg, const struct sample *s, const stru
                    s->problem ? s->problem : "");
   size_t len = n < 0 ? 0 : (size_t)n >= sizeof line ? sizeof line - 1 : (size_t)n;
   if (tty) {
+    /* A line longer than the terminal wraps, and the carriage return then
+     * only goes back to the start of its last row: cut it to fit. */
+    struct winsize wsz;
+    if (ioctl(STDOUT_FILENO, TIOCGWINSZ, &wsz) == 0 && wsz.ws_col > 1 && len >= wsz.ws_col) {
+      len = (size_t)wsz.ws_col - 1;
+      line[len] = '\0';
+      if (last_len > len)
+        last_len = len;
+    }
     /* Overwrite the previous line, padding over what it left behind. */
     printf("\r%s%*s", line, last_len > len ? (int)(last_len - len) : 0, "");
     last_len = len;
