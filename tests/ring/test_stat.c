@@ -604,6 +604,55 @@ static void test_runtime_errors(void)
   free(ring);
 }
 
+/* A ring whose shared values are inconsistent is still reported (status 0),
+ * with the inconsistency named in "problem" and no fill level made up from
+ * it; a consistent one has "problem": null. */
+static void test_inconsistent_values(void)
+{
+  char *model = tu_path("consistent");
+  ipcring_writer *w;
+  CHECK_RC(ipcring_writer_create(model, 4096, 0, 0, &w), 0);
+  push_n(w, 1, 8);
+  ipcring_writer_close(w);
+  struct file_image im;
+  image_take(&im, model);
+  CHECK_JIS(once_json(model), "problem", "null");
+
+  struct {
+    const char *name;
+    uint64_t widx, ridx;
+    uint32_t eos;
+    const char *says;
+    int fill_null;
+  } cases[] = {
+    { "w-below-r", 64, 128, 0, "below", 1 },
+    { "over-capacity", 8192, 0, 0, "capacity", 1 },
+    { "misaligned", 13, 0, 0, "multiple of 8", 1 },
+    { "eos-7", 64, 32, 7, "eos", 0 },
+  };
+  for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+    char *p = tu_path(cases[i].name);
+    memcpy(im.bytes + offsetof(struct ipcring_shared, write_index), &cases[i].widx, 8);
+    memcpy(im.bytes + offsetof(struct ipcring_shared, read_index), &cases[i].ridx, 8);
+    memcpy(im.bytes + offsetof(struct ipcring_shared, eos), &cases[i].eos, 4);
+    write_file(p, im.bytes, im.size);
+    const char *j = once_json(p);
+    CHECK(!jis(j, "problem", "null") && strstr(jvalue(j, "problem"), cases[i].says),
+          "%s: problem does not say \"%s\" in %s", cases[i].name, cases[i].says, j);
+    CHECK_JU64(j, "write_index", cases[i].widx);
+    CHECK_JU64(j, "read_index", cases[i].ridx);
+    if (cases[i].fill_null)
+      CHECK_JIS(j, "fill_bytes", "null");
+    else
+      CHECK_JU64(j, "fill_bytes", cases[i].widx - cases[i].ridx);
+    CHECK(unlink(p) == 0, "unlink: %s", strerror(errno));
+    free(p);
+  }
+  free(im.bytes);
+  CHECK(unlink(model) == 0, "unlink: %s", strerror(errno));
+  free(model);
+}
+
 /* Bad usage gets exit status 2, a message saying what is wrong and a pointer
  * to --help on stderr, and nothing on stdout; --help itself succeeds. */
 static void test_usage_errors(void)
@@ -670,6 +719,7 @@ int main(void)
   RUN(test_not_a_reader);
   RUN(test_removed_or_replaced);
   RUN(test_runtime_errors);
+  RUN(test_inconsistent_values);
   RUN(test_usage_errors);
   printf("all ipcring-stat tests passed\n");
   return 0;
