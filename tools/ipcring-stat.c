@@ -357,6 +357,12 @@ static int load_shared(struct ring *rg, struct sample *s, struct ipcring_shared 
     r2 = atomic_load_explicit(&sh->read_index, memory_order_acquire);
   }
   bus_armed = 0;
+  /* The time of the indices, for the rates: taken right after them. */
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  s->mono_ns = (int64_t)ts.tv_sec * 1000000000LL + ts.tv_nsec;
+  clock_gettime(CLOCK_REALTIME, &ts);
+  s->wall = (double)ts.tv_sec + ts.tv_nsec / 1e9;
   s->read_index = r1;
   s->write_index = w;
   /* A busy ring whose read index moved every time: r1 is older than w, so
@@ -405,12 +411,6 @@ static void take_sample(struct ring *rg, struct sample *s)
   if ((uint64_t)st.st_size != rg->file_size)
     die("%s: the file changed size from %" PRIu64 " to %" PRIu64 " bytes: truncated or "
         "damaged", rg->path, rg->file_size, (uint64_t)st.st_size);
-
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  s->mono_ns = (int64_t)ts.tv_sec * 1000000000LL + ts.tv_nsec;
-  clock_gettime(CLOCK_REALTIME, &ts);
-  s->wall = (double)ts.tv_sec + ts.tv_nsec / 1e9;
 
   struct ipcring_shared k;
   memset(&k, 0, sizeof k);
