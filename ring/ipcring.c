@@ -15,6 +15,7 @@
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
+#include <pthread.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -31,6 +32,8 @@
  * is noticed within this bound (plus a system call). */
 #define SLICE_NS 50000000
 #define NSEC_PER_SEC 1000000000LL
+
+_Static_assert(IPCRING_DATA_OFFSET == IPCRING_HEADER_SIZE, "public data offset");
 
 #ifndef O_CLOEXEC
 #define O_CLOEXEC 0
@@ -62,16 +65,33 @@ struct ipcring_side {
   int lock_fd;  /* descriptor holding our lock, may equal fd */
   int failed;   /* sticky -EPROTO */
   _Atomic int interrupted;
-  uint64_t records, bytes, waits, wakes;
+  uint64_t records, bytes;
+  /* Counted with relaxed atomic adds: waits and wakes may come from two
+   * threads (ipcring_writer_wait_read(), ipcring_reader_release_to()). */
+  _Atomic uint64_t waits, wakes;
+};
+
+/* An open claim of the writer (see ipcring_writer_claim()). */
+struct claim {
+  uint64_t start; /* where its bytes begin, including a padding record before it */
+  uint64_t pos;   /* its record header */
+  uint64_t end;   /* one past its last byte */
+  uint32_t len;   /* payload bytes claimed */
+  uint8_t finished; /* submitted or discarded: may be published */
+  uint8_t released; /* the writer no longer touches its bytes */
 };
 
 struct ipcring_writer {
   struct ipcring_side s;
-  uint64_t widx;        /* private write index: the truth */
+  uint64_t widx;        /* private write index, published: the truth */
+  uint64_t cidx;        /* end of the last claim or reservation (>= widx) */
   uint64_t cached_r;    /* last read index seen, checked */
   uint64_t reserved;    /* bytes of the open reservation, 0 if none */
   size_t reserved_len;
-  uint64_t reader_lost_gen; /* reader generation whose loss was reported */
+  uint64_t reserved_claim; /* the reservation is claim at this position (+1), 0 if not */
+  _Atomic uint64_t reader_lost_gen; /* reader generation whose loss was reported */
+  struct claim claims[IPCRING_CLAIMS_MAX]; /* FIFO in ring order */
+  unsigned chead, ccount;
   int eos;
   char *path;
   dev_t dev;
@@ -80,7 +100,14 @@ struct ipcring_writer {
 
 struct ipcring_reader {
   struct ipcring_side s;
-  uint64_t ridx;        /* private read index: the truth */
+  uint64_t ridx;        /* private read cursor: next record to hand out */
+  /* Taking records (ipcring_reader_take()) lets them be released later, in
+   * order, from any thread; these fields connect the two. */
+  _Atomic uint64_t released; /* published read index: everything below is free */
+  _Atomic uint64_t take_end; /* end of the last taken record, 0 if none ever */
+  _Atomic uint64_t free_to;  /* consumed up to here, beyond take_end (padding,
+                              * skips, peeked records): freed with the last take */
+  pthread_mutex_t release_lock; /* serialises releases once takes are used */
   uint64_t cached_w;    /* last write index seen, checked */
   uint64_t held;        /* bytes of the peeked record, 0 if none */
   size_t held_len;
@@ -163,7 +190,7 @@ static inline void wake_peer(struct ipcring_side *s, _Atomic uint32_t *word)
   if (ipcring_load_relaxed_u32(word) != IPCRING_WAIT_IDLE &&
       ipcring_exchange_u32(word, IPCRING_WAIT_IDLE) != IPCRING_WAIT_IDLE) {
     word_wake(word);
-    s->wakes++;
+    atomic_fetch_add_explicit(&s->wakes, 1, memory_order_relaxed);
   }
 }
 
@@ -270,7 +297,7 @@ static int side_wait(struct ipcring_side *s, _Atomic uint32_t *word, poll_fn pol
     }
   }
 
-  s->waits++;
+  atomic_fetch_add_explicit(&s->waits, 1, memory_order_relaxed);
   for (;;) {
     /* Announce, then re-check: pairs with the fence in wake_peer() and with
      * the exchange in side_interrupt(). */
@@ -434,7 +461,7 @@ static int writer_init_fresh(struct ipcring_writer *w, uint64_t cap)
   /* The magic last: a reader of a half-written header sees "not a ring". */
   atomic_thread_fence(memory_order_release);
   sh->magic = IPCRING_MAGIC;
-  w->widx = w->cached_r = 0;
+  w->widx = w->cidx = w->cached_r = 0;
   w->reader_lost_gen = 0; /* generation 0: no reader ever attached */
   return 0;
 }
@@ -470,7 +497,7 @@ static int writer_adopt(struct ipcring_writer *w, uint64_t cap)
     w->s.map_size = 0;
     return reader_alive ? -EPROTO : 1;
   }
-  w->widx = widx;
+  w->widx = w->cidx = widx;
   w->cached_r = ridx;
   /* A reader that died before we came is not ours to report; a live one is
    * (0 stands for "none reported yet"). */
@@ -702,16 +729,29 @@ int ipcring_writer_create_fd(int fd, uint64_t capacity, unsigned flags, ipcring_
   return writer_finish_open(w, out);
 }
 
-/* Is there room for `need` more bytes? Refreshes the cached read index. */
+/* The lowest index whose bytes may still be in use: the reader's, or the
+ * first claim the writer has not released (whichever is older). */
+static inline uint64_t writer_floor(const struct ipcring_writer *w, uint64_t r)
+{
+  if (w->ccount) {
+    uint64_t c = w->claims[w->chead].start;
+    if (c < r)
+      return c;
+  }
+  return r;
+}
+
+/* Is there room for `need` more bytes after the last claim? Refreshes the
+ * cached read index. */
 static int writer_poll_space_for(struct ipcring_writer *w, uint64_t need)
 {
-  /* Pairs with the reader's release store in ipcring_reader_release(): the
-   * reader is done with everything below r. */
+  /* Pairs with the reader's release store in reader_publish(): the reader is
+   * done with everything below r. */
   uint64_t r = ipcring_load_acquire_u64(&w->s.sh->read_index);
   if (!indices_ok(r, w->widx, w->s.cap))
     return side_fail(&w->s);
   w->cached_r = r;
-  return w->widx + need - r <= w->s.cap;
+  return w->cidx + need - writer_floor(w, r) <= w->s.cap;
 }
 
 struct space_wait {
@@ -725,16 +765,21 @@ static int writer_poll_space(void *self)
   return writer_poll_space_for(sw->w, sw->need);
 }
 
-/* A sleep ended with no room: is the reader still there? */
+/* A sleep ended with no room: is the reader still there? Safe from two
+ * threads at once (ipcring_writer_wait_read()): the loss of a generation is
+ * reported to one caller only. */
 static int writer_idle(void *self)
 {
   struct ipcring_writer *w = ((struct space_wait *)self)->w;
   if (lock_held_by_other(w->s.lock_fd, IPCRING_LOCK_READER))
     return 0;
   uint64_t gen = ipcring_load_relaxed_u64(&w->s.sh->reader_generation);
-  if (gen == w->reader_lost_gen)
+  uint64_t lost = atomic_load_explicit(&w->reader_lost_gen, memory_order_relaxed);
+  if (gen == lost)
     return 0; /* already reported (or never attached): wait for a new one */
-  w->reader_lost_gen = gen;
+  if (!atomic_compare_exchange_strong_explicit(&w->reader_lost_gen, &lost, gen,
+                                               memory_order_relaxed, memory_order_relaxed))
+    return 0;
   return -EPIPE;
 }
 
@@ -753,7 +798,20 @@ static inline void writer_publish(struct ipcring_writer *w)
   wake_peer(&w->s, &w->s.sh->reader_wait);
 }
 
-int ipcring_writer_reserve(ipcring_writer *w, size_t len, int64_t timeout_ns, void **ptr)
+static inline void write_header(struct ipcring_writer *w, uint64_t idx, uint32_t len, uint32_t tag)
+{
+  struct ipcring_record rec = { len, tag };
+  uint64_t v;
+  memcpy(&v, &rec, sizeof v);
+  ipcring_store_once_u64(w->s.data + (idx & w->s.mask), v);
+}
+
+/* Find room for a record of len payload bytes after the last claim, waiting
+ * for the reader if it must. On success *start is where the room begins and
+ * *pos the record header; if they differ, a padding record at *start fills
+ * the end of the data area (written, not yet published). */
+static int writer_make_room(struct ipcring_writer *w, size_t len, int64_t timeout_ns,
+                            uint64_t *start, uint64_t *pos)
 {
   if (w->s.failed)
     return w->s.failed;
@@ -762,40 +820,79 @@ int ipcring_writer_reserve(ipcring_writer *w, size_t len, int64_t timeout_ns, vo
   if (len > ipcring_max_payload(w->s.cap))
     return -EMSGSIZE;
   uint64_t need = ipcring_record_size(len);
-  uint64_t off = w->widx & w->s.mask;
+  uint64_t off = w->cidx & w->s.mask;
+  uint64_t pad = off + need > w->s.cap ? w->s.cap - off : 0;
   int rc;
-  if (off + need > w->s.cap) {
-    /* Does not fit before the end: fill the tail with a padding record and
-     * start again at offset 0. */
-    uint64_t pad = w->s.cap - off;
-    if (w->widx + pad - w->cached_r > w->s.cap &&
-        (rc = writer_wait_space(w, pad, timeout_ns)) != 0)
+  if (pad && !w->ccount) {
+    /* Nothing else in flight: publish the padding on its own as soon as it
+     * fits, so that a record of up to a whole ring can follow it. */
+    if (w->cidx + pad - w->cached_r > w->s.cap && (rc = writer_wait_space(w, pad, timeout_ns)) != 0)
       return rc;
-    struct ipcring_record rec = { IPCRING_PAD_LEN, 0 };
-    uint64_t v;
-    memcpy(&v, &rec, sizeof v);
-    ipcring_store_once_u64(w->s.data + off, v);
-    w->widx += pad;
+    write_header(w, w->cidx, IPCRING_PAD_LEN, 0);
+    w->widx = w->cidx = w->cidx + pad;
     writer_publish(w);
-    off = 0;
+    pad = 0;
   }
-  if (w->widx + need - w->cached_r > w->s.cap && (rc = writer_wait_space(w, need, timeout_ns)) != 0)
+  if (w->cidx + pad + need - writer_floor(w, w->cached_r) > w->s.cap) {
+    /* Only the reader can make room. If even an empty ring (the reader at
+     * widx) would not have it, our own claims are in the way: waiting could
+     * never end. */
+    if (w->ccount && w->cidx + pad + need - writer_floor(w, w->widx) > w->s.cap)
+      return -ENOBUFS;
+    if ((rc = writer_wait_space(w, pad + need, timeout_ns)) != 0)
+      return rc;
+  }
+  if (pad)
+    write_header(w, w->cidx, IPCRING_PAD_LEN, 0);
+  *start = w->cidx;
+  *pos = w->cidx + pad;
+  return 0;
+}
+
+int ipcring_writer_reserve(ipcring_writer *w, size_t len, int64_t timeout_ns, void **ptr)
+{
+  if (w->reserved_claim) {
+    /* A reservation that was never committed gives its claim back. */
+    ipcring_writer_claim_discard(w, w->reserved_claim - 1);
+    w->reserved_claim = 0;
+  }
+  w->reserved = 0;
+  if (w->ccount) {
+    /* Claims are open: this reservation queues behind them. */
+    uint64_t id;
+    int rc = ipcring_writer_claim(w, len, timeout_ns, ptr, &id);
+    if (rc != 0)
+      return rc;
+    w->reserved = ipcring_record_size(len);
+    w->reserved_len = len;
+    w->reserved_claim = id + 1;
+    return 0;
+  }
+  uint64_t start, pos;
+  int rc = writer_make_room(w, len, timeout_ns, &start, &pos);
+  if (rc != 0)
     return rc;
-  w->reserved = need;
+  w->reserved = ipcring_record_size(len);
   w->reserved_len = len;
-  *ptr = w->s.data + off + IPCRING_RECORD_HEADER;
+  *ptr = w->s.data + (pos & w->s.mask) + IPCRING_RECORD_HEADER;
   return 0;
 }
 
 int ipcring_writer_commit(ipcring_writer *w, size_t len, uint32_t tag)
 {
-  if (!w->reserved || len > w->reserved_len)
+  if (!w->reserved || len > w->reserved_len || tag == IPCRING_TAG_SKIP)
     return -EINVAL;
-  struct ipcring_record rec = { (uint32_t)len, tag };
-  uint64_t v;
-  memcpy(&v, &rec, sizeof v);
-  ipcring_store_once_u64(w->s.data + (w->widx & w->s.mask), v);
+  if (w->reserved_claim) {
+    uint64_t id = w->reserved_claim - 1;
+    w->reserved_claim = 0;
+    w->reserved = 0;
+    int rc = ipcring_writer_claim_submit(w, id, len, tag);
+    ipcring_writer_claim_release(w, id);
+    return rc;
+  }
+  write_header(w, w->widx, (uint32_t)len, tag);
   w->widx += ipcring_record_size(len);
+  w->cidx = w->widx;
   w->reserved = 0;
   w->s.records++;
   w->s.bytes += len;
@@ -806,6 +903,8 @@ int ipcring_writer_commit(ipcring_writer *w, size_t len, uint32_t tag)
 int ipcring_writer_push(ipcring_writer *w, const void *data, size_t len, uint32_t tag,
                         int64_t timeout_ns)
 {
+  if (tag == IPCRING_TAG_SKIP)
+    return -EINVAL;
   void *p;
   int rc = ipcring_writer_reserve(w, len, timeout_ns, &p);
   if (rc != 0)
@@ -818,7 +917,7 @@ int ipcring_writer_push(ipcring_writer *w, const void *data, size_t len, uint32_
 int ipcring_writer_pushv(ipcring_writer *w, const struct iovec *iov, int iovcnt, uint32_t tag,
                          int64_t timeout_ns)
 {
-  if (iovcnt < 0 || (iovcnt > 0 && !iov))
+  if (iovcnt < 0 || (iovcnt > 0 && !iov) || tag == IPCRING_TAG_SKIP)
     return -EINVAL;
   size_t len = 0;
   for (int i = 0; i < iovcnt; i++) {
@@ -839,11 +938,129 @@ int ipcring_writer_pushv(ipcring_writer *w, const struct iovec *iov, int iovcnt,
   return ipcring_writer_commit(w, len, tag);
 }
 
+/* ---- Claims: several reservations open at once ------------------------ */
+
+static struct claim *claim_find(struct ipcring_writer *w, uint64_t id)
+{
+  for (unsigned i = 0; i < w->ccount; i++) {
+    struct claim *c = &w->claims[(w->chead + i) % IPCRING_CLAIMS_MAX];
+    if (c->pos == id)
+      return c;
+  }
+  return NULL;
+}
+
+/* Publish the finished claims at the front of the queue (in ring order), and
+ * forget those that are published and released. */
+static void claims_settle(struct ipcring_writer *w)
+{
+  uint64_t widx = w->widx;
+  for (unsigned i = 0; i < w->ccount; i++) {
+    struct claim *c = &w->claims[(w->chead + i) % IPCRING_CLAIMS_MAX];
+    if (c->end <= widx)
+      continue;
+    if (!c->finished)
+      break;
+    widx = c->end;
+  }
+  while (w->ccount) {
+    struct claim *c = &w->claims[w->chead];
+    if (c->end > widx || !c->released)
+      break;
+    w->chead = (w->chead + 1) % IPCRING_CLAIMS_MAX;
+    w->ccount--;
+  }
+  if (!w->ccount && !w->reserved)
+    w->cidx = widx > w->cidx ? widx : w->cidx;
+  if (widx != w->widx) {
+    w->widx = widx;
+    writer_publish(w);
+  }
+}
+
+int ipcring_writer_claim(ipcring_writer *w, size_t len, int64_t timeout_ns, void **ptr,
+                         uint64_t *id)
+{
+  if (w->reserved && !w->reserved_claim)
+    return -EBUSY; /* an ipcring_writer_reserve() is open: commit it first */
+  if (w->ccount == IPCRING_CLAIMS_MAX)
+    return -ENOBUFS;
+  uint64_t start, pos;
+  int rc = writer_make_room(w, len, timeout_ns, &start, &pos);
+  if (rc != 0)
+    return rc;
+  struct claim *c = &w->claims[(w->chead + w->ccount) % IPCRING_CLAIMS_MAX];
+  c->start = start;
+  c->pos = pos;
+  c->end = pos + ipcring_record_size(len);
+  c->len = (uint32_t)len;
+  c->finished = c->released = 0;
+  w->ccount++;
+  w->cidx = c->end;
+  *ptr = w->s.data + (pos & w->s.mask) + IPCRING_RECORD_HEADER;
+  *id = pos;
+  return 0;
+}
+
+int ipcring_writer_claim_submit(ipcring_writer *w, uint64_t id, size_t len, uint32_t tag)
+{
+  struct claim *c = claim_find(w, id);
+  if (!c || c->finished || len > c->len || tag == IPCRING_TAG_SKIP)
+    return -EINVAL;
+  if (w->s.failed)
+    return w->s.failed;
+  uint64_t used = ipcring_record_size(len);
+  write_header(w, c->pos, (uint32_t)len, tag);
+  if (c->pos + used < c->end) /* the unused tail becomes a skip record */
+    write_header(w, c->pos + used, (uint32_t)(c->end - c->pos - used - IPCRING_RECORD_HEADER),
+                 IPCRING_TAG_SKIP);
+  c->finished = 1;
+  w->s.records++;
+  w->s.bytes += len;
+  claims_settle(w);
+  return 0;
+}
+
+int ipcring_writer_claim_discard(ipcring_writer *w, uint64_t id)
+{
+  struct claim *c = claim_find(w, id);
+  if (!c || c->finished)
+    return -EINVAL;
+  unsigned last = (w->chead + w->ccount - 1) % IPCRING_CLAIMS_MAX;
+  if (c == &w->claims[last] && c->start >= w->widx) {
+    /* The newest claim, not published: give its room back. */
+    w->cidx = c->start;
+    w->ccount--;
+    claims_settle(w);
+    return 0;
+  }
+  write_header(w, c->pos, (uint32_t)(c->end - c->pos - IPCRING_RECORD_HEADER), IPCRING_TAG_SKIP);
+  c->finished = c->released = 1;
+  claims_settle(w);
+  return 0;
+}
+
+int ipcring_writer_claim_release(ipcring_writer *w, uint64_t id)
+{
+  struct claim *c = claim_find(w, id);
+  if (!c || !c->finished)
+    return -EINVAL;
+  c->released = 1;
+  claims_settle(w);
+  return 0;
+}
+
+unsigned ipcring_writer_claims(ipcring_writer *w)
+{
+  return w->ccount;
+}
+
 int ipcring_writer_eos(ipcring_writer *w)
 {
   if (w->s.failed)
     return w->s.failed;
   w->reserved = 0;
+  w->reserved_claim = 0;
   w->eos = 1;
   /* Pairs with the reader's acquire load of eos in reader_poll(), which it
    * does before loading write_index: a reader that sees eos sees every
@@ -885,12 +1102,49 @@ int ipcring_writer_wait_reader(ipcring_writer *w, int64_t timeout_ns)
                    timeout_ns, 0);
 }
 
+static int writer_poll_drained(void *self)
+{
+  struct ipcring_writer *w = ((struct space_wait *)self)->w;
+  /* Pairs with the reader's release store in reader_publish(). */
+  uint64_t r = ipcring_load_acquire_u64(&w->s.sh->read_index);
+  if (!indices_ok(r, w->widx, w->s.cap))
+    return side_fail(&w->s);
+  w->cached_r = r;
+  return r == w->widx;
+}
+
 int ipcring_writer_flush(ipcring_writer *w, int64_t timeout_ns)
 {
   if (w->s.failed)
     return w->s.failed;
-  /* Room for a whole ring means nothing is left unread. */
-  return writer_wait_space(w, w->s.cap, timeout_ns);
+  struct space_wait sw = { w, 0 };
+  return side_wait(&w->s, &w->s.sh->writer_wait, writer_poll_drained, writer_idle, &sw,
+                   timeout_ns, 1);
+}
+
+uint64_t ipcring_writer_read_index(ipcring_writer *w)
+{
+  return w->cached_r;
+}
+
+struct read_wait {
+  struct ipcring_writer *w; /* first, as in struct space_wait: writer_idle() */
+  uint64_t seen;
+};
+
+/* Only shared fields and atomics: safe beside other calls on the writer. */
+static int writer_poll_read_moved(void *self)
+{
+  struct read_wait *rw = self;
+  /* Pairs with the reader's release store in reader_publish(). */
+  return ipcring_load_acquire_u64(&rw->w->s.sh->read_index) != rw->seen;
+}
+
+int ipcring_writer_wait_read(ipcring_writer *w, uint64_t seen, int64_t timeout_ns)
+{
+  struct read_wait rw = { w, seen };
+  return side_wait(&w->s, &w->s.sh->writer_wait, writer_poll_read_moved, writer_idle, &rw,
+                   timeout_ns, 1);
 }
 
 uint64_t ipcring_writer_reader_generation(ipcring_writer *w)
@@ -932,6 +1186,7 @@ static struct ipcring_reader *reader_new(void)
   if (r) {
     r->s.fd = r->s.lock_fd = -1;
     r->writer_lost_gen = UINT64_MAX;
+    pthread_mutex_init(&r->release_lock, NULL);
   }
   return r;
 }
@@ -941,6 +1196,7 @@ static void reader_free(struct ipcring_reader *r)
   if (!r)
     return;
   side_unmap(&r->s);
+  pthread_mutex_destroy(&r->release_lock);
   free(r);
 }
 
@@ -966,6 +1222,9 @@ static int reader_setup(struct ipcring_reader *r, void *mem, uint64_t size)
   if (!indices_ok(ridx, widx, r->s.cap))
     return -EPROTO;
   r->ridx = ridx;
+  atomic_store(&r->released, ridx);
+  atomic_store(&r->free_to, ridx);
+  atomic_store(&r->take_end, 0);
   r->cached_w = widx;
   return 0;
 }
@@ -1079,7 +1338,8 @@ static int reader_poll(void *self)
   uint32_t eos = ipcring_load_acquire_u32(&r->s.sh->eos);
   /* Pairs with the writer's release store in writer_publish(). */
   uint64_t w = ipcring_load_acquire_u64(&r->s.sh->write_index);
-  if (!indices_ok(r->ridx, w, r->s.cap))
+  if (!indices_ok(atomic_load_explicit(&r->released, memory_order_relaxed), w, r->s.cap) ||
+      w < r->ridx)
     return side_fail(&r->s);
   r->cached_w = w;
   if (eos > 1)
@@ -1106,25 +1366,41 @@ static int reader_idle(void *self)
   return -EPIPE;
 }
 
-static inline void reader_publish(struct ipcring_reader *r)
+/* Publish a new read index (idx > released). The caller is the only one
+ * releasing: the reader's thread before any take, else under release_lock. */
+static void reader_publish(struct ipcring_reader *r, uint64_t idx)
 {
-  /* Pairs with the writer's acquire load in writer_poll_space_for(): we no
-   * longer touch anything below ridx. */
-  ipcring_store_release_u64(&r->s.sh->read_index, r->ridx);
+  atomic_store_explicit(&r->released, idx, memory_order_relaxed);
+  /* Pairs with the writer's acquire loads of read_index (writer_poll_space_for()
+   * and friends): we no longer touch anything below idx. */
+  ipcring_store_release_u64(&r->s.sh->read_index, idx);
   wake_peer(&r->s, &r->s.sh->writer_wait);
 }
 
-int ipcring_reader_peek(ipcring_reader *r, const void **ptr, size_t *len, uint32_t *tag,
-                        int64_t timeout_ns)
+/* Everything below ridx has been consumed on the reader's thread (skipped, or
+ * peeked and released): free it, unless taken records before it are still
+ * out; then the release of the last of them frees it. */
+static void reader_consumed(struct ipcring_reader *r)
 {
-  if (r->s.failed)
-    return r->s.failed;
-  if (r->held) {
-    *ptr = r->s.data + (r->ridx & r->s.mask) + IPCRING_RECORD_HEADER;
-    *len = r->held_len;
-    *tag = r->held_tag;
-    return 0;
+  if (!atomic_load_explicit(&r->take_end, memory_order_relaxed)) {
+    reader_publish(r, r->ridx);
+    return;
   }
+  /* Pairs with the acquire load in ipcring_reader_release_to(). */
+  atomic_store_explicit(&r->free_to, r->ridx, memory_order_release);
+  pthread_mutex_lock(&r->release_lock);
+  uint64_t rel = atomic_load_explicit(&r->released, memory_order_relaxed);
+  if (rel >= atomic_load_explicit(&r->take_end, memory_order_relaxed) && r->ridx > rel)
+    reader_publish(r, r->ridx);
+  pthread_mutex_unlock(&r->release_lock);
+}
+
+/* Find the next record at ridx, skipping padding and skip records; checks
+ * every field of the header copy against the capacity and what the writer
+ * published. */
+static int reader_next(struct ipcring_reader *r, int64_t timeout_ns, uint64_t *off_out,
+                       struct ipcring_record *out, uint64_t *size_out)
+{
   for (;;) {
     if (r->ridx == r->cached_w) {
       int rc = side_wait(&r->s, &r->s.sh->reader_wait, reader_poll, reader_idle, r, timeout_ns, 1);
@@ -1141,20 +1417,47 @@ int ipcring_reader_peek(ipcring_reader *r, const void **ptr, size_t *len, uint32
       if (off == 0 || skip > avail)
         return side_fail(&r->s);
       r->ridx += skip;
-      reader_publish(r);
+      reader_consumed(r);
       continue;
     }
     uint64_t size = ipcring_record_size(rec.len);
     if (rec.len > ipcring_max_payload(r->s.cap) || off + size > r->s.cap || size > avail)
       return side_fail(&r->s);
-    r->held = size;
-    r->held_len = rec.len;
-    r->held_tag = rec.tag;
-    *ptr = r->s.data + off + IPCRING_RECORD_HEADER;
-    *len = rec.len;
-    *tag = rec.tag;
+    if (rec.tag == IPCRING_TAG_SKIP) {
+      r->ridx += size;
+      reader_consumed(r);
+      continue;
+    }
+    *off_out = off;
+    *out = rec;
+    *size_out = size;
     return 0;
   }
+}
+
+int ipcring_reader_peek(ipcring_reader *r, const void **ptr, size_t *len, uint32_t *tag,
+                        int64_t timeout_ns)
+{
+  if (r->s.failed)
+    return r->s.failed;
+  if (r->held) {
+    *ptr = r->s.data + (r->ridx & r->s.mask) + IPCRING_RECORD_HEADER;
+    *len = r->held_len;
+    *tag = r->held_tag;
+    return 0;
+  }
+  uint64_t off, size;
+  struct ipcring_record rec;
+  int rc = reader_next(r, timeout_ns, &off, &rec, &size);
+  if (rc != 0)
+    return rc;
+  r->held = size;
+  r->held_len = rec.len;
+  r->held_tag = rec.tag;
+  *ptr = r->s.data + off + IPCRING_RECORD_HEADER;
+  *len = rec.len;
+  *tag = rec.tag;
+  return 0;
 }
 
 int ipcring_reader_release(ipcring_reader *r)
@@ -1165,8 +1468,60 @@ int ipcring_reader_release(ipcring_reader *r)
   r->s.records++;
   r->s.bytes += r->held_len;
   r->held = 0;
-  reader_publish(r);
+  reader_consumed(r);
   return 0;
+}
+
+int ipcring_reader_take(ipcring_reader *r, struct ipcring_record_ref *ref, int64_t timeout_ns)
+{
+  if (r->s.failed)
+    return r->s.failed;
+  if (r->held)
+    return -EBUSY; /* a peeked record comes first: release it */
+  uint64_t off, size;
+  struct ipcring_record rec;
+  int rc = reader_next(r, timeout_ns, &off, &rec, &size);
+  if (rc != 0)
+    return rc;
+  r->ridx += size;
+  r->s.records++;
+  r->s.bytes += rec.len;
+  ref->data = r->s.data + off + IPCRING_RECORD_HEADER;
+  ref->len = rec.len;
+  ref->tag = rec.tag;
+  ref->offset = IPCRING_DATA_OFFSET + off + IPCRING_RECORD_HEADER;
+  ref->end = r->ridx;
+  /* take_end before free_to: ipcring_reader_release_to() loads them in the
+   * opposite order, so a free_to it sees is never past a take it does not. */
+  atomic_store_explicit(&r->take_end, r->ridx, memory_order_release);
+  atomic_store_explicit(&r->free_to, r->ridx, memory_order_release);
+  return 0;
+}
+
+int ipcring_reader_release_to(ipcring_reader *r, uint64_t end)
+{
+  pthread_mutex_lock(&r->release_lock);
+  int rc = 0;
+  /* Pairs with the release stores in ipcring_reader_take() and
+   * reader_consumed(). */
+  uint64_t f = atomic_load_explicit(&r->free_to, memory_order_acquire);
+  uint64_t te = atomic_load_explicit(&r->take_end, memory_order_acquire);
+  uint64_t rel = atomic_load_explicit(&r->released, memory_order_relaxed);
+  if (end > te || te == 0) {
+    rc = -EINVAL;
+  } else if (end > rel) {
+    /* The last take released: what was consumed after it goes too. */
+    if (end == te && f > end)
+      end = f;
+    reader_publish(r, end);
+  }
+  pthread_mutex_unlock(&r->release_lock);
+  return rc;
+}
+
+int ipcring_reader_fd(ipcring_reader *r)
+{
+  return r->s.fd;
 }
 
 int ipcring_reader_pop(ipcring_reader *r, void *buf, size_t size, size_t *len, uint32_t *tag,
@@ -1247,7 +1602,7 @@ int ipcring_reader_info(ipcring_reader *r, struct ipcring_info *info)
 {
   memset(info, 0, sizeof *info);
   side_info(&r->s, info, IPCRING_LOCK_WRITER);
-  info->read_index = r->ridx;
+  info->read_index = atomic_load_explicit(&r->released, memory_order_relaxed);
   info->write_index = ipcring_load_acquire_u64(&r->s.sh->write_index);
   return r->s.failed;
 }

@@ -60,6 +60,18 @@ extern "C" {
 /* Size of the record header that precedes each payload. */
 #define IPCRING_RECORD_HEADER 8u
 
+/* Offset of the data area in the ring file (a page boundary): a reader may
+ * map the data area a second time from here (see ipcring_reader_fd()). */
+#define IPCRING_DATA_OFFSET 4096u
+
+/* A tag the library keeps for itself: records that only fill room (the unused
+ * end of a claim, a discarded claim). Readers never see them; writers may not
+ * commit with it. */
+#define IPCRING_TAG_SKIP UINT32_C(0xffffffff)
+
+/* How many claims (ipcring_writer_claim()) a writer may have open at once. */
+#define IPCRING_CLAIMS_MAX 64u
+
 typedef struct ipcring_writer ipcring_writer;
 typedef struct ipcring_reader ipcring_reader;
 
@@ -110,7 +122,10 @@ int ipcring_writer_create_fd(int fd, uint64_t capacity, unsigned flags,
                              ipcring_writer **out);
 
 /* Zero copy: reserve room for a payload of len bytes and return a pointer to
- * it. Fill it, then ipcring_writer_commit(). One reservation at a time. */
+ * it. Fill it, then ipcring_writer_commit(). One reservation at a time; a new
+ * one drops an uncommitted one. With claims open it queues behind them, and
+ * where only releasing those claims could make room it fails at once with
+ * -ENOBUFS instead of waiting. */
 int ipcring_writer_reserve(ipcring_writer *w, size_t len, int64_t timeout_ns,
                            void **ptr);
 
@@ -122,6 +137,45 @@ int ipcring_writer_push(ipcring_writer *w, const void *data, size_t len,
                         uint32_t tag, int64_t timeout_ns);
 int ipcring_writer_pushv(ipcring_writer *w, const struct iovec *iov, int iovcnt,
                          uint32_t tag, int64_t timeout_ns);
+
+/* ---- Claims: several zero-copy records in flight ----------------------
+ *
+ * A claim is a reservation that can stay open while more are made, for a
+ * producer that fills several records at once and finishes them in any order
+ * (a buffer pool lending ring memory). The reader sees claimed records in the
+ * order they were claimed: a submitted claim is published as soon as every
+ * claim before it is submitted or discarded. A submitted claim's bytes stay
+ * untouched by later claims until the writer also releases it, so the
+ * producer may keep reading them after publishing (the reader must not write
+ * them either). Claims are identified by the id the claim call returns.
+ *
+ * ipcring_writer_claim() waits for room like ipcring_writer_reserve(), but
+ * where only the caller's own open or unreleased claims stand in the way it
+ * fails at once with -ENOBUFS (waiting could never end), and after
+ * IPCRING_CLAIMS_MAX open claims, too. Claims do not make the writer thread
+ * safe: the caller serialises every call on w (ipcring_writer_wait_read()
+ * excepted). End of stream drops claims that were never submitted. */
+int ipcring_writer_claim(ipcring_writer *w, size_t len, int64_t timeout_ns, void **ptr,
+                         uint64_t *id);
+/* Publish the claim (in claim order) as a record of len <= claimed bytes. */
+int ipcring_writer_claim_submit(ipcring_writer *w, uint64_t id, size_t len, uint32_t tag);
+/* Give up a claim that was not submitted: the reader never sees it. */
+int ipcring_writer_claim_discard(ipcring_writer *w, uint64_t id);
+/* The writer is done with a submitted claim's bytes: the room can be reused
+ * once the reader has read it. */
+int ipcring_writer_claim_release(ipcring_writer *w, uint64_t id);
+/* Number of claims open or not yet released. */
+unsigned ipcring_writer_claims(ipcring_writer *w);
+
+/* The reader's index as the writer last loaded it (no shared access). */
+uint64_t ipcring_writer_read_index(ipcring_writer *w);
+
+/* Wait until the reader's index differs from `seen` (from
+ * ipcring_writer_read_index() after a call that could not find room), like
+ * the other blocking calls. Unlike them it only looks at shared memory, so one
+ * thread may wait here while another makes calls on w under the caller's
+ * lock: the way to block without holding that lock. */
+int ipcring_writer_wait_read(ipcring_writer *w, uint64_t seen, int64_t timeout_ns);
 
 /* Mark the end of the stream: the reader drains what is left and then gets
  * -ENODATA. Further writes fail with -EPIPE. */
@@ -172,6 +226,31 @@ int ipcring_reader_open_fd(int fd, unsigned flags, ipcring_reader **out);
 int ipcring_reader_peek(ipcring_reader *r, const void **ptr, size_t *len,
                         uint32_t *tag, int64_t timeout_ns);
 int ipcring_reader_release(ipcring_reader *r);
+
+/* Zero copy with several records out: take the next record, hand it on, and
+ * release it later, possibly from another thread, with
+ * ipcring_reader_release_to(ref.end). Releases free ring room in order: a
+ * release frees everything taken before that record too, so the caller
+ * releases in the order it took (keeping its own list of what is still out).
+ * The payload is valid until released; a hostile writer could change it at
+ * any time (copy what must not change). take and peek may be mixed, but not
+ * while a peeked record is open (-EBUSY). */
+struct ipcring_record_ref {
+  const void *data; /* payload, inside this reader's mapping */
+  size_t len;       /* payload bytes */
+  uint32_t tag;
+  uint64_t offset;  /* file offset of the payload */
+  uint64_t end;     /* pass to ipcring_reader_release_to() */
+};
+int ipcring_reader_take(ipcring_reader *r, struct ipcring_record_ref *ref, int64_t timeout_ns);
+
+/* Release everything taken up to `end`. Safe from any thread, also while the
+ * reader's thread is blocked in a take or peek; calls are serialised inside. */
+int ipcring_reader_release_to(ipcring_reader *r, uint64_t end);
+
+/* The ring's file descriptor (valid until close; -1 for a ring in memory),
+ * for a second mapping of the data area at IPCRING_DATA_OFFSET. */
+int ipcring_reader_fd(ipcring_reader *r);
 
 /* Copy the next record into buf. Returns its length; if it is larger than
  * size, returns -EMSGSIZE, sets *len to the length and consumes nothing. */
