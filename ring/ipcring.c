@@ -1040,6 +1040,17 @@ int ipcring_writer_claim_discard(ipcring_writer *w, uint64_t id)
   return 0;
 }
 
+int ipcring_writer_claim_skip(ipcring_writer *w, uint64_t id)
+{
+  struct claim *c = claim_find(w, id);
+  if (!c || c->finished)
+    return -EINVAL;
+  write_header(w, c->pos, (uint32_t)(c->end - c->pos - IPCRING_RECORD_HEADER), IPCRING_TAG_SKIP);
+  c->finished = 1;
+  claims_settle(w);
+  return 0;
+}
+
 int ipcring_writer_claim_release(ipcring_writer *w, uint64_t id)
 {
   struct claim *c = claim_find(w, id);

@@ -161,7 +161,11 @@ int ipcring_writer_claim(ipcring_writer *w, size_t len, int64_t timeout_ns, void
 int ipcring_writer_claim_submit(ipcring_writer *w, uint64_t id, size_t len, uint32_t tag);
 /* Give up a claim that was not submitted: the reader never sees it. */
 int ipcring_writer_claim_discard(ipcring_writer *w, uint64_t id);
-/* The writer is done with a submitted claim's bytes: the room can be reused
+/* Finish a claim without publishing it (the reader never sees it) but keep
+ * its bytes the writer's until released: for a record that must not hold up
+ * later ones while its producer still uses the memory. */
+int ipcring_writer_claim_skip(ipcring_writer *w, uint64_t id);
+/* The writer is done with a submitted or skipped claim's bytes: the room can be reused
  * once the reader has read it. */
 int ipcring_writer_claim_release(ipcring_writer *w, uint64_t id);
 /* Number of claims open or not yet released. */

@@ -117,6 +117,21 @@ static void test_discard_and_short_submit(void)
   CHECK_RC(ipcring_writer_claim_release(p.w, a), 0);
   CHECK_RC(ipcring_writer_claim_release(p.w, c), 0);
   CHECK_RC(ipcring_writer_push(p.w, "x", 1, IPCRING_TAG_SKIP, 0), -EINVAL);
+  /* A skipped claim does not hold up later ones and is never seen, but its
+   * bytes stay the writer's until released. */
+  uint64_t f = claim_fill(p.w, 1500, 'f');
+  uint64_t g = claim_fill(p.w, 100, 'g');
+  CHECK_RC(ipcring_writer_claim_skip(p.w, f), 0);
+  CHECK_RC(ipcring_writer_claim_submit(p.w, g, 100, 7), 0);
+  CHECK_RC(ipcring_writer_claim_release(p.w, g), 0);
+  expect_record(p.r, 7, 100, 'g');
+  expect_empty(p.r);
+  void *ptr;
+  uint64_t id;
+  CHECK_RC(ipcring_writer_claim(p.w, 2500, 0, &ptr, &id), -ENOBUFS); /* f's bytes are kept */
+  CHECK_RC(ipcring_writer_claim_release(p.w, f), 0);
+  CHECK_RC(ipcring_writer_claim(p.w, 2500, 0, &ptr, &id), 0);
+  CHECK_RC(ipcring_writer_claim_discard(p.w, id), 0);
   /* Discarding the newest, unpublished claim gives its room back: the next
    * claim starts at the same place. */
   uint64_t d = claim_fill(p.w, 1000, 'd');
