@@ -7,6 +7,16 @@
 #include <stdatomic.h>
 #include <stdint.h>
 
+#ifdef IPCRING_FUZZ_LOADS
+/* Fuzzing builds only (never the library): every load helper below returns
+ * what this function gives for a load of `size` bytes (4 or 8) at p instead
+ * of reading the memory. The fuzzer provides it and answers with fresh bytes
+ * of its input, so a field that is read twice and checked only once shows up
+ * as the second read disagreeing with the check. */
+uint64_t ipcring_fuzz_load(const volatile void *p, unsigned size);
+#define IPCRING_FUZZ_LOAD(p, type) ((type)ipcring_fuzz_load((p), sizeof(type)))
+#endif
+
 /* Publish an index: everything written before it (record bytes) is visible to
  * a peer that reads the index with ipcring_load_acquire_u64(). */
 static inline void ipcring_store_release_u64(_Atomic uint64_t *p, uint64_t v)
@@ -18,12 +28,20 @@ static inline void ipcring_store_release_u64(_Atomic uint64_t *p, uint64_t v)
  * it is visible after this load. */
 static inline uint64_t ipcring_load_acquire_u64(_Atomic uint64_t *p)
 {
+#ifdef IPCRING_FUZZ_LOADS
+  return IPCRING_FUZZ_LOAD(p, uint64_t);
+#else
   return atomic_load_explicit(p, memory_order_acquire);
+#endif
 }
 
 static inline uint32_t ipcring_load_acquire_u32(_Atomic uint32_t *p)
 {
+#ifdef IPCRING_FUZZ_LOADS
+  return IPCRING_FUZZ_LOAD(p, uint32_t);
+#else
   return atomic_load_explicit(p, memory_order_acquire);
+#endif
 }
 
 static inline void ipcring_store_release_u32(_Atomic uint32_t *p, uint32_t v)
@@ -35,12 +53,20 @@ static inline void ipcring_store_release_u32(_Atomic uint32_t *p, uint32_t v)
  * fence that the caller names). */
 static inline uint64_t ipcring_load_relaxed_u64(_Atomic uint64_t *p)
 {
+#ifdef IPCRING_FUZZ_LOADS
+  return IPCRING_FUZZ_LOAD(p, uint64_t);
+#else
   return atomic_load_explicit(p, memory_order_relaxed);
+#endif
 }
 
 static inline uint32_t ipcring_load_relaxed_u32(_Atomic uint32_t *p)
 {
+#ifdef IPCRING_FUZZ_LOADS
+  return IPCRING_FUZZ_LOAD(p, uint32_t);
+#else
   return atomic_load_explicit(p, memory_order_relaxed);
+#endif
 }
 
 static inline void ipcring_store_relaxed_u64(_Atomic uint64_t *p, uint64_t v)
@@ -73,7 +99,11 @@ static inline void ipcring_fence_full(void)
  * may not re-read shared memory in place of the local copy. */
 static inline uint64_t ipcring_load_once_u64(const void *p)
 {
+#ifdef IPCRING_FUZZ_LOADS
+  return IPCRING_FUZZ_LOAD(p, uint64_t);
+#else
   return *(const volatile uint64_t *)p;
+#endif
 }
 
 static inline void ipcring_store_once_u64(void *p, uint64_t v)
