@@ -1,0 +1,607 @@
+/* libFuzzer harness for the decoding of ipcring records (gst/ipcring-protocol.c)
+ * as ipcringsrc does it.
+ *
+ * The input is a sequence of records, each a 32-bit tag, a 32-bit length
+ * (cut to what is left of the input) and that many payload bytes, in the
+ * machine's byte order. Each record goes through what the source's
+ * handle_record() does with it: STRM is copied out and its version checked;
+ * BUFF's header is decoded and a buffer of the rest is made with the header's
+ * fields and flags; CAPS, SEGM and EVNT are decoded into caps and events,
+ * compared with the stream's current caps and segment as the source does,
+ * and then looked at the way downstream elements would (every field parsed
+ * with the getters of its event type, caps made into a caps event). Whatever
+ * is made is unreffed.
+ *
+ * Whatever the bytes, decoding must not crash, leak, read outside the record
+ * or make GLib complain: criticals and warnings abort, so an event built from
+ * hostile fields that trips a GStreamer precondition is caught. The harness
+ * also checks what the protocol promises and aborts if not:
+ *   - a decoder fails exactly when it sets a reason, and succeeds otherwise;
+ *   - decoded caps are fixed, and what the sink would write for them (their
+ *     string) decodes again to equal caps: a stream read from one ring can be
+ *     written into another;
+ *   - a decoded event is of a carried type (or a segment), the sink would
+ *     carry it, and what it would write for it decodes again to an event of
+ *     the same type (and, for a segment, an equal segment);
+ *   - a buffer record shorter than its header is refused.
+ *
+ * Seeds: tests/gst/fuzz-corpus/ holds records made by the encoders the sink
+ * uses, one record per file and two whole streams. To regenerate them:
+ *   IPCRING_FUZZ_WRITE_SEEDS=tests/gst/fuzz-corpus build-asan/tests/gst/fuzz_protocol
+ */
+#include "ipcring-protocol.h"
+
+#include <gst/gst.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define REQUIRE(cond)                                                                 \
+  do {                                                                                \
+    if (!(cond)) {                                                                    \
+      fprintf(stderr, "fuzz_protocol: %s:%d: broken promise: %s\n", __FILE__,        \
+              __LINE__, #cond);                                                       \
+      abort();                                                                        \
+    }                                                                                 \
+  } while (0)
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t n);
+int LLVMFuzzerInitialize(int *argc, char ***argv);
+
+/* The stream's state, as the source keeps it for one input. */
+struct stream {
+  GstCaps *caps;
+  GstSegment segment;
+  gboolean have_segment;
+};
+
+static volatile guint64 sink;
+
+/* ---- What downstream does with an event -------------------------------- */
+
+static void look_at_event(GstEvent *ev)
+{
+  switch (GST_EVENT_TYPE(ev)) {
+  case GST_EVENT_STREAM_START: {
+    const gchar *id = NULL;
+    GstStreamFlags flags = 0;
+    guint group = 0;
+    gst_event_parse_stream_start(ev, &id);
+    REQUIRE(id != NULL);
+    sink += strlen(id);
+    gst_event_parse_stream_flags(ev, &flags);
+    if (gst_event_parse_group_id(ev, &group))
+      sink += group;
+    sink += flags;
+    break;
+  }
+  case GST_EVENT_SEGMENT: {
+    const GstSegment *seg = NULL;
+    gst_event_parse_segment(ev, &seg);
+    REQUIRE(seg != NULL);
+    GstSegment *copy = gst_segment_copy(seg);
+    REQUIRE(gst_segment_is_equal(copy, seg));
+    gst_segment_free(copy);
+    break;
+  }
+  case GST_EVENT_TAG: {
+    GstTagList *tags = NULL;
+    gst_event_parse_tag(ev, &tags);
+    REQUIRE(tags != NULL);
+    gchar *s = gst_tag_list_to_string(tags);
+    if (s)
+      sink += strlen(s);
+    g_free(s);
+    sink += (guint64)gst_tag_list_n_tags(tags) + gst_tag_list_get_scope(tags);
+    gchar *title = NULL;
+    if (gst_tag_list_get_string(tags, GST_TAG_TITLE, &title))
+      sink += strlen(title);
+    g_free(title);
+    break;
+  }
+  case GST_EVENT_GAP: {
+    GstClockTime ts, dur;
+    GstGapFlags flags = 0;
+    gst_event_parse_gap(ev, &ts, &dur);
+    gst_event_parse_gap_flags(ev, &flags);
+    REQUIRE(GST_CLOCK_TIME_IS_VALID(ts));
+    sink += ts + dur + flags;
+    break;
+  }
+  case GST_EVENT_STREAM_GROUP_DONE: {
+    guint group = 0;
+    gst_event_parse_stream_group_done(ev, &group);
+    sink += group;
+    break;
+  }
+  case GST_EVENT_SEGMENT_DONE: {
+    GstFormat format;
+    gint64 position;
+    gst_event_parse_segment_done(ev, &format, &position);
+    sink += (guint64)format + (guint64)position;
+    break;
+  }
+  case GST_EVENT_BUFFERSIZE: {
+    GstFormat format;
+    gint64 minsize, maxsize;
+    gboolean async;
+    gst_event_parse_buffer_size(ev, &format, &minsize, &maxsize, &async);
+    sink += (guint64)format + (guint64)minsize + (guint64)maxsize + (guint64)async;
+    break;
+  }
+  case GST_EVENT_PROTECTION: {
+    const gchar *system_id = NULL, *origin = NULL;
+    GstBuffer *data = NULL;
+    gst_event_parse_protection(ev, &system_id, &data, &origin);
+    REQUIRE(system_id != NULL && data != NULL);
+    sink += strlen(system_id) + gst_buffer_get_size(data) + (origin ? strlen(origin) : 0);
+    break;
+  }
+  case GST_EVENT_CUSTOM_DOWNSTREAM:
+  case GST_EVENT_CUSTOM_DOWNSTREAM_STICKY: {
+    const GstStructure *s = gst_event_get_structure(ev);
+    REQUIRE(s != NULL);
+    gchar *str = gst_structure_to_string(s);
+    sink += strlen(str);
+    g_free(str);
+    break;
+  }
+  default:
+    REQUIRE(!"an event of a type that is not carried was decoded");
+  }
+}
+
+/* What the sink would write for a decoded event decodes again. */
+static void require_reencodes(GstEvent *ev)
+{
+  const gchar *why = NULL;
+  GstEvent *again;
+  if (GST_EVENT_TYPE(ev) == GST_EVENT_SEGMENT) {
+    const GstSegment *seg = NULL;
+    gst_event_parse_segment(ev, &seg);
+    IpcRingWireSegment w;
+    ipcring_wire_encode_segment(seg, gst_event_get_seqnum(ev), &w);
+    again = ipcring_wire_decode_segment((const guint8 *)&w, sizeof w, &why);
+    REQUIRE(again != NULL && why == NULL);
+    const GstSegment *seg2 = NULL;
+    gst_event_parse_segment(again, &seg2);
+    REQUIRE(gst_segment_is_equal(seg, seg2));
+  } else {
+    REQUIRE(ipcring_wire_event_is_carried(ev));
+    GBytes *b = ipcring_wire_encode_event(ev, &why);
+    if (!b) {
+      fprintf(stderr, "fuzz_protocol: a decoded %s event does not encode: %s\n",
+              GST_EVENT_TYPE_NAME(ev), why);
+      REQUIRE(b != NULL);
+    }
+    gsize size = 0;
+    const guint8 *d = g_bytes_get_data(b, &size);
+    why = NULL;
+    again = ipcring_wire_decode_event(d, size, &why);
+    if (!again) {
+      fprintf(stderr, "fuzz_protocol: a decoded %s event does not decode again: %s\n",
+              GST_EVENT_TYPE_NAME(ev), why);
+      fprintf(stderr, "  %.*s\n", (int)(size - sizeof(IpcRingWireEvent)),
+              (const char *)d + sizeof(IpcRingWireEvent));
+      REQUIRE(again != NULL);
+    }
+    g_bytes_unref(b);
+  }
+  REQUIRE(GST_EVENT_TYPE(again) == GST_EVENT_TYPE(ev));
+  gst_event_unref(again);
+}
+
+/* ---- One record, as the source's handle_record() takes it ------------- */
+
+static void record(struct stream *st, guint32 tag, const guint8 *data, gsize len)
+{
+  const gchar *why = NULL;
+  switch (tag) {
+  case IPCRING_REC_STREAM: {
+    IpcRingWireStream strm;
+    if (len < sizeof strm)
+      return;
+    memcpy(&strm, data, sizeof strm);
+    sink += strm.version == IPCRING_PROTOCOL_VERSION;
+    return;
+  }
+  case IPCRING_REC_BUFFER: {
+    IpcRingWireBuffer hdr;
+    gboolean ok = ipcring_wire_decode_buffer_header(data, len, &hdr, &why);
+    REQUIRE(ok == (len >= sizeof hdr));
+    REQUIRE(ok == (why == NULL));
+    if (!ok)
+      return;
+    gsize size = len - sizeof hdr;
+    GstBuffer *buf = gst_buffer_new_allocate(NULL, size, NULL);
+    REQUIRE(buf != NULL);
+    REQUIRE(gst_buffer_fill(buf, 0, data + sizeof hdr, size) == size);
+    GST_BUFFER_PTS(buf) = hdr.pts;
+    GST_BUFFER_DTS(buf) = hdr.dts;
+    GST_BUFFER_DURATION(buf) = hdr.duration;
+    GST_BUFFER_OFFSET(buf) = hdr.offset;
+    GST_BUFFER_OFFSET_END(buf) = hdr.offset_end;
+    guint keep = GST_MINI_OBJECT_FLAGS(buf) & (GST_MINI_OBJECT_FLAG_LAST - 1);
+    GST_MINI_OBJECT_FLAGS(buf) = keep | (hdr.flags & ~(guint)(GST_MINI_OBJECT_FLAG_LAST - 1));
+    /* Downstream maps and copies buffers. */
+    GstMapInfo map;
+    REQUIRE(gst_buffer_map(buf, &map, GST_MAP_READ));
+    REQUIRE(map.size == size);
+    gst_buffer_unmap(buf, &map);
+    GstBuffer *copy = gst_buffer_copy(buf);
+    gst_buffer_unref(copy);
+    gst_buffer_unref(buf);
+    return;
+  }
+  case IPCRING_REC_CAPS: {
+    GstCaps *caps = ipcring_wire_decode_caps(data, len, &why);
+    REQUIRE((caps == NULL) == (why != NULL));
+    if (!caps)
+      return;
+    REQUIRE(gst_caps_is_fixed(caps));
+    /* handle_caps(): the same caps again are dropped; new ones become the
+     * source's caps and go downstream in a caps event. */
+    if (st->caps && gst_caps_is_equal(caps, st->caps)) {
+      gst_caps_unref(caps);
+      return;
+    }
+    gst_caps_replace(&st->caps, caps);
+    GstEvent *ev = gst_event_new_caps(caps);
+    REQUIRE(ev != NULL);
+    gst_event_unref(ev);
+    /* What the sink of a relay would write for them. */
+    gchar *str = gst_caps_to_string(caps);
+    const gchar *why2 = NULL;
+    GstCaps *again = ipcring_wire_decode_caps((const guint8 *)str, strlen(str), &why2);
+    if (!again || !gst_caps_is_equal(again, caps)) {
+      fprintf(stderr, "fuzz_protocol: decoded caps do not survive a second trip: %s (%s)\n",
+              str, why2 ? why2 : "not equal");
+      REQUIRE(!"caps survive a second trip");
+    }
+    gst_caps_unref(again);
+    g_free(str);
+    gst_caps_unref(caps);
+    return;
+  }
+  case IPCRING_REC_SEGMENT:
+  case IPCRING_REC_EVENT: {
+    GstEvent *ev = tag == IPCRING_REC_SEGMENT ? ipcring_wire_decode_segment(data, len, &why)
+                                              : ipcring_wire_decode_event(data, len, &why);
+    REQUIRE((ev == NULL) == (why != NULL));
+    if (!ev)
+      return;
+    REQUIRE((tag == IPCRING_REC_SEGMENT) == (GST_EVENT_TYPE(ev) == GST_EVENT_SEGMENT));
+    look_at_event(ev);
+    require_reencodes(ev);
+    if (GST_EVENT_TYPE(ev) == GST_EVENT_SEGMENT) {
+      /* handle_event(): an equal segment again is dropped. */
+      const GstSegment *seg = NULL;
+      gst_event_parse_segment(ev, &seg);
+      if (!st->have_segment || !gst_segment_is_equal(seg, &st->segment)) {
+        gst_segment_copy_into(seg, &st->segment);
+        st->have_segment = TRUE;
+      }
+    }
+    gst_event_unref(ev);
+    return;
+  }
+  default:
+    return; /* EOS_ and unknown tags: nothing to decode */
+  }
+}
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t n)
+{
+  struct stream st = { 0 };
+  size_t off = 0;
+  while (n - off >= 8) {
+    guint32 tag, len;
+    memcpy(&tag, data + off, 4);
+    memcpy(&len, data + off + 4, 4);
+    off += 8;
+    size_t take = len < n - off ? len : n - off;
+    /* A private copy of exactly the record, so that a read past its end is
+     * caught (the ring holds the record in a larger mapping). */
+    guint8 *rec = g_malloc(take ? take : 1);
+    memcpy(rec, data + off, take);
+    record(&st, tag, rec, take);
+    g_free(rec);
+    off += take;
+  }
+  if (st.caps)
+    gst_caps_unref(st.caps);
+  return 0;
+}
+
+/* ---- Seeds -------------------------------------------------------------- */
+
+static void put_record(GByteArray *out, guint32 tag, const void *payload, gsize len)
+{
+  guint32 l = (guint32)len;
+  g_byte_array_append(out, (const guint8 *)&tag, 4);
+  g_byte_array_append(out, (const guint8 *)&l, 4);
+  if (len)
+    g_byte_array_append(out, payload, (guint)len);
+}
+
+static void put_event(GByteArray *out, GstEvent *ev)
+{
+  const gchar *why = NULL;
+  if (GST_EVENT_TYPE(ev) == GST_EVENT_SEGMENT) {
+    const GstSegment *seg = NULL;
+    gst_event_parse_segment(ev, &seg);
+    IpcRingWireSegment w;
+    ipcring_wire_encode_segment(seg, gst_event_get_seqnum(ev), &w);
+    put_record(out, IPCRING_REC_SEGMENT, &w, sizeof w);
+  } else {
+    GBytes *b = ipcring_wire_encode_event(ev, &why);
+    REQUIRE(b != NULL);
+    gsize size = 0;
+    const void *d = g_bytes_get_data(b, &size);
+    put_record(out, IPCRING_REC_EVENT, d, size);
+    g_bytes_unref(b);
+  }
+  gst_event_unref(ev);
+}
+
+static void put_caps(GByteArray *out, const gchar *caps_string)
+{
+  GstCaps *caps = gst_caps_from_string(caps_string);
+  REQUIRE(caps != NULL);
+  gchar *s = gst_caps_to_string(caps);
+  put_record(out, IPCRING_REC_CAPS, s, strlen(s));
+  g_free(s);
+  gst_caps_unref(caps);
+}
+
+static void put_stream(GByteArray *out, guint64 reader_generation)
+{
+  IpcRingWireStream strm = { IPCRING_PROTOCOL_VERSION, 0, 1, reader_generation };
+  put_record(out, IPCRING_REC_STREAM, &strm, sizeof strm);
+}
+
+static void put_buffer(GByteArray *out, guint64 pts, gsize size, guint32 flags)
+{
+  IpcRingWireBuffer hdr = { pts, GST_CLOCK_TIME_NONE, 40 * GST_MSECOND,
+                            GST_BUFFER_OFFSET_NONE, GST_BUFFER_OFFSET_NONE, flags, 0 };
+  guint8 *b = g_malloc(sizeof hdr + size);
+  memcpy(b, &hdr, sizeof hdr);
+  for (gsize i = 0; i < size; i++)
+    b[sizeof hdr + i] = (guint8)(i * 7);
+  put_record(out, IPCRING_REC_BUFFER, b, sizeof hdr + size);
+  g_free(b);
+}
+
+static GstEvent *ev_stream_start(void)
+{
+  GstEvent *ev = gst_event_new_stream_start("ipcring-fuzz/stream/0");
+  gst_event_set_group_id(ev, 7);
+  gst_event_set_stream_flags(ev, GST_STREAM_FLAG_SPARSE);
+  return ev;
+}
+
+static GstEvent *ev_segment(void)
+{
+  GstSegment seg;
+  gst_segment_init(&seg, GST_FORMAT_TIME);
+  seg.start = GST_SECOND;
+  seg.stop = 10 * GST_SECOND;
+  seg.rate = -1.5;
+  seg.base = 3;
+  GstEvent *ev = gst_event_new_segment(&seg);
+  gst_event_set_seqnum(ev, 42);
+  return ev;
+}
+
+static GstEvent *ev_tag(void)
+{
+  GstTagList *tags = gst_tag_list_new(GST_TAG_TITLE, "a \"quoted\" title, with commas",
+                                      GST_TAG_BITRATE, 128000, GST_TAG_DURATION,
+                                      (guint64)5 * GST_SECOND, NULL);
+  gst_tag_list_set_scope(tags, GST_TAG_SCOPE_GLOBAL);
+  return gst_event_new_tag(tags);
+}
+
+static GstEvent *ev_gap(void)
+{
+  GstEvent *ev = gst_event_new_gap(2 * GST_SECOND, GST_SECOND);
+  gst_event_set_gap_flags(ev, GST_GAP_FLAG_MISSING_DATA);
+  return ev;
+}
+
+static GstEvent *ev_protection(void)
+{
+  GstBuffer *data = gst_buffer_new_memdup("\x01\x02\x03\x04pssh", 8);
+  GstEvent *ev = gst_event_new_protection("9a04f079-9840-4286-ab92-e65be0885f95", data,
+                                          "dash/mpd");
+  gst_buffer_unref(data);
+  return ev;
+}
+
+static GstEvent *ev_custom(GstEventType type)
+{
+  GstStructure *s = gst_structure_new("application/x-custom", "n", G_TYPE_INT, -5, "f",
+                                      G_TYPE_DOUBLE, 0.25, "s", G_TYPE_STRING, "x y",
+                                      "b", G_TYPE_BOOLEAN, TRUE, NULL);
+  GValue arr = G_VALUE_INIT;
+  gst_value_array_init(&arr, 2);
+  GValue v = G_VALUE_INIT;
+  g_value_init(&v, G_TYPE_INT);
+  g_value_set_int(&v, 1);
+  gst_value_array_append_value(&arr, &v);
+  g_value_set_int(&v, 2);
+  gst_value_array_append_value(&arr, &v);
+  g_value_unset(&v);
+  gst_structure_take_value(s, "a", &arr);
+  return gst_event_new_custom(type, s);
+}
+
+static void write_file(const char *dir, const char *name, GByteArray *b)
+{
+  gchar *path = g_build_filename(dir, name, NULL);
+  GError *err = NULL;
+  if (!g_file_set_contents(path, (const gchar *)b->data, (gssize)b->len, &err)) {
+    fprintf(stderr, "fuzz_protocol: %s: %s\n", path, err->message);
+    exit(1);
+  }
+  printf("wrote %s (%u bytes)\n", path, b->len);
+  g_free(path);
+  g_byte_array_set_size(b, 0);
+}
+
+static void generate_seeds(const char *dir)
+{
+  GByteArray *b = g_byte_array_new();
+
+  /* One record per file. */
+  put_stream(b, 1);
+  write_file(dir, "strm", b);
+  put_caps(b, "video/x-raw, format=(string)I420, width=(int)320, height=(int)240, "
+              "framerate=(fraction)30/1, colorimetry=(string)bt601");
+  write_file(dir, "caps-video", b);
+  put_caps(b, "audio/x-raw(memory:SystemMemory), format=S16LE, rate=48000, channels=2, "
+              "layout=interleaved, channel-mask=(bitmask)0x3");
+  write_file(dir, "caps-audio-features", b);
+  put_event(b, ev_segment());
+  write_file(dir, "segm", b);
+  put_event(b, ev_stream_start());
+  write_file(dir, "evnt-stream-start", b);
+  put_event(b, ev_tag());
+  write_file(dir, "evnt-tag", b);
+  put_event(b, ev_gap());
+  write_file(dir, "evnt-gap", b);
+  put_event(b, gst_event_new_stream_group_done(7));
+  write_file(dir, "evnt-group-done", b);
+  put_event(b, gst_event_new_segment_done(GST_FORMAT_TIME, 123456789));
+  write_file(dir, "evnt-segment-done", b);
+  put_event(b, gst_event_new_buffer_size(GST_FORMAT_BYTES, 1024, 65536, TRUE));
+  write_file(dir, "evnt-buffersize", b);
+  put_event(b, ev_protection());
+  write_file(dir, "evnt-protection", b);
+  put_event(b, ev_custom(GST_EVENT_CUSTOM_DOWNSTREAM));
+  write_file(dir, "evnt-custom", b);
+  put_event(b, ev_custom(GST_EVENT_CUSTOM_DOWNSTREAM_STICKY));
+  write_file(dir, "evnt-custom-sticky", b);
+  put_buffer(b, 0, 64, GST_BUFFER_FLAG_DISCONT | GST_BUFFER_FLAG_DELTA_UNIT);
+  write_file(dir, "buff", b);
+  put_record(b, IPCRING_REC_EOS, NULL, 0);
+  write_file(dir, "eos", b);
+
+  /* Streams as the sink writes them. */
+  put_stream(b, 1);
+  put_event(b, ev_stream_start());
+  put_caps(b, "video/x-raw, format=(string)NV12, width=(int)64, height=(int)48, "
+              "framerate=(fraction)25/1");
+  put_event(b, ev_segment());
+  put_event(b, ev_tag());
+  put_buffer(b, 0, 32, 0);
+  put_buffer(b, 40 * GST_MSECOND, 32, GST_BUFFER_FLAG_DELTA_UNIT);
+  put_event(b, ev_gap());
+  put_caps(b, "video/x-raw, format=(string)NV12, width=(int)32, height=(int)24, "
+              "framerate=(fraction)25/1");
+  put_buffer(b, 80 * GST_MSECOND, 16, 0);
+  put_record(b, IPCRING_REC_EOS, NULL, 0);
+  write_file(dir, "stream-video", b);
+
+  put_stream(b, 2);
+  put_event(b, ev_stream_start());
+  put_caps(b, "audio/x-raw, format=(string)F32LE, rate=(int)44100, channels=(int)1, "
+              "layout=(string)interleaved");
+  put_event(b, ev_segment());
+  put_event(b, ev_segment());
+  put_event(b, ev_custom(GST_EVENT_CUSTOM_DOWNSTREAM_STICKY));
+  put_event(b, ev_protection());
+  put_event(b, gst_event_new_buffer_size(GST_FORMAT_TIME, 0, 1, FALSE));
+  put_buffer(b, GST_CLOCK_TIME_NONE, 8, GST_BUFFER_FLAG_GAP);
+  put_event(b, gst_event_new_segment_done(GST_FORMAT_TIME, 5));
+  put_event(b, gst_event_new_stream_group_done(7));
+  put_record(b, IPCRING_FOURCC('N', 'E', 'W', '?'), "future", 6);
+  put_record(b, IPCRING_REC_EOS, NULL, 0);
+  write_file(dir, "stream-audio", b);
+
+  g_byte_array_unref(b);
+}
+
+/* GLib criticals and errors are findings: a precondition of GLib or
+ * GStreamer was broken, by the decoder or by GStreamer's own parsing of the
+ * hostile string. The harness aborts (a plain abort, which libFuzzer reports
+ * with the input, unlike GLib's trap). Warnings are findings when they blame
+ * the caller; the others are GStreamer's parser commenting on the strings it
+ * is given (caps features or 0.10 names it does not like), which are fatal
+ * only with IPCRING_FUZZ_FATAL_WARNINGS=1. IPCRING_FUZZ_TOLERATE may list,
+ * separated by '|', parts of messages that are then ignored, to fuzz on past
+ * a finding that is known and not fixed yet. */
+static const char *const caller_warnings[] = {
+  "caller did not provide end pointer",
+};
+static int fatal_warnings;
+static gchar **tolerated;
+
+static int message_is(const gchar *message, const char *part)
+{
+  return *part && message && strstr(message, part);
+}
+
+static void log_handler(const gchar *domain, GLogLevelFlags level, const gchar *message,
+                        gpointer user_data)
+{
+  (void)user_data;
+  if (!(level & (G_LOG_FLAG_FATAL | G_LOG_LEVEL_ERROR | G_LOG_LEVEL_CRITICAL |
+                 G_LOG_LEVEL_WARNING)))
+    return;
+  for (gchar **t = tolerated; t && *t; t++)
+    if (message_is(message, *t))
+      return;
+  if (!(level & (G_LOG_FLAG_FATAL | G_LOG_LEVEL_ERROR | G_LOG_LEVEL_CRITICAL)) &&
+      !fatal_warnings) {
+    size_t i = 0;
+    while (i < G_N_ELEMENTS(caller_warnings) && !message_is(message, caller_warnings[i]))
+      i++;
+    if (i == G_N_ELEMENTS(caller_warnings))
+      return;
+  }
+  g_log_default_handler(domain, level, message, NULL);
+  abort();
+}
+
+/* GStreamer 1.22's parser leaks a list or array value that a string ends
+ * inside ("x, a=< 1, 2"). The allocation is made in g_value_init(), which no
+ * object this harness or the decoders allocate is: a leak of theirs still
+ * shows (as the structure, caps or event that holds it). GLib allocates once
+ * while it is loaded (_dl_init). Full stacks are needed to tell, as GLib has
+ * no frame pointers; they make fuzzing slower, so a long run that looks for
+ * crashes only may pass ASAN_OPTIONS=fast_unwind_on_malloc=1 and
+ * -detect_leaks=0. */
+const char *__lsan_default_suppressions(void);
+const char *__lsan_default_suppressions(void)
+{
+  return "leak:g_value_init\nleak:_dl_init\n";
+}
+
+const char *__asan_default_options(void);
+const char *__asan_default_options(void)
+{
+  return "fast_unwind_on_malloc=0";
+}
+
+int LLVMFuzzerInitialize(int *argc, char ***argv)
+{
+  (void)argc;
+  (void)argv;
+  /* Decoding needs GStreamer's types, not its plugins: no registry. */
+  g_setenv("GST_REGISTRY_DISABLE", "yes", TRUE);
+  gst_init(NULL, NULL);
+  const char *tolerate = getenv("IPCRING_FUZZ_TOLERATE");
+  if (tolerate && *tolerate)
+    tolerated = g_strsplit(tolerate, "|", -1);
+  const char *fw = getenv("IPCRING_FUZZ_FATAL_WARNINGS");
+  fatal_warnings = fw && *fw == '1';
+  g_log_set_default_handler(log_handler, NULL);
+  const char *dir = getenv("IPCRING_FUZZ_WRITE_SEEDS");
+  if (dir && *dir) {
+    generate_seeds(dir);
+    exit(0);
+  }
+  return 0;
+}
