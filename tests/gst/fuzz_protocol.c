@@ -554,8 +554,10 @@ static void generate_seeds(const char *dir)
  * separated by '|', parts of messages that are then ignored, to fuzz on past
  * a finding that is known and not fixed yet; the harness's own message for
  * caps that do not survive a second trip is one it can name. */
+/* Matched at the start of the message: the hostile string is quoted in
+ * the rest. */
 static const char *const caller_warnings[] = {
-  "caller did not provide end pointer",
+  "gst_structure_from_string did not consume whole string, but caller did not provide",
 };
 static int fatal_warnings;
 
@@ -571,7 +573,8 @@ static void log_handler(const gchar *domain, GLogLevelFlags level, const gchar *
   if (!(level & (G_LOG_FLAG_FATAL | G_LOG_LEVEL_ERROR | G_LOG_LEVEL_CRITICAL)) &&
       !fatal_warnings) {
     size_t i = 0;
-    while (i < G_N_ELEMENTS(caller_warnings) && !message_is(message, caller_warnings[i]))
+    while (i < G_N_ELEMENTS(caller_warnings) &&
+           !(message && g_str_has_prefix(message, caller_warnings[i])))
       i++;
     if (i == G_N_ELEMENTS(caller_warnings))
       return;
