@@ -36,11 +36,13 @@
 #endif
 
 #include "gstipcringelements.h"
+#include "ipcring-pool.h"
 #include "ipcring-protocol.h"
 #include "ipcring.h"
 
 #include <errno.h>
 #include <gst/base/gstbasesink.h>
+#include <gst/video/video.h>
 #include <string.h>
 
 GST_DEBUG_CATEGORY_STATIC (ipcring_sink_debug);
@@ -81,7 +83,11 @@ struct _GstIpcRingSink
   guint perms;
   GstIpcRingOnReaderLost on_reader_lost;
 
-  /* set in start, cleared in stop; unlock reads it under the object lock */
+  /* set in start, cleared in stop; unlock reads it under the object lock.
+   * Every call on the writer is made under hold->lock (the pool lends ring
+   * memory from upstream threads); blocking waits happen outside it with
+   * ipcring_writer_wait_read(). */
+  IpcRingWriterHold *hold;
   ipcring_writer *writer;
   gchar *path;
 
@@ -170,12 +176,31 @@ handle_ring_error (GstIpcRingSink * self, int rc, gsize len)
   }
 }
 
+/* The ring has no room now (rc from a call with timeout 0, under the lock,
+ * which the caller has just dropped; seen is the read index that call saw):
+ * wait for the reader outside the lock. OK means try again. */
+static GstFlowReturn
+wait_room (GstIpcRingSink * self, int rc, guint64 seen, gsize len)
+{
+  if (rc == -ENOBUFS) {
+    /* Only buffers upstream still holds from our pool are in the way: look
+     * again shortly (their release does not wake us). */
+    rc = ipcring_writer_wait_read (self->writer, seen, 2 * GST_MSECOND);
+    if (rc == -ETIMEDOUT)
+      rc = 0;
+  } else if (rc == -EAGAIN) {
+    rc = ipcring_writer_wait_read (self->writer, seen, -1);
+  }
+  return rc == 0 ? GST_FLOW_OK : handle_ring_error (self, rc, len);
+}
+
 /* Write one record gathered from parts. With resync, a new reader first gets
  * a stream record and the sticky events. */
 static GstFlowReturn
 write_record (GstIpcRingSink * self, guint32 tag, const Part * parts, guint n_parts,
     gboolean resync)
 {
+  IpcRingWriterHold *hold = self->hold;
   ipcring_writer *w = self->writer;
   gsize len = 0;
   for (guint i = 0; i < n_parts; i++)
@@ -186,21 +211,30 @@ write_record (GstIpcRingSink * self, guint32 tag, const Part * parts, guint n_pa
     if (resync && (ret = ensure_stream (self)) != GST_FLOW_OK)
       return ret;
     void *p;
-    int rc = ipcring_writer_reserve (w, len, -1, &p);
+    g_mutex_lock (&hold->lock);
+    /* Buffers upstream has taken from the pool but not rendered come after
+     * this record: they must not hold it up. */
+    ipcring_writer_hold_skip_open (hold, NULL);
+    int rc = ipcring_writer_reserve (w, len, 0, &p);
     if (rc == 0) {
       /* A reader may have attached while we waited for room: it must see
        * the stream record first. The reservation is simply not committed. */
-      if (resync && ipcring_writer_reader_generation (w) != self->stream_gen)
+      if (resync && ipcring_writer_reader_generation (w) != self->stream_gen) {
+        g_mutex_unlock (&hold->lock);
         continue;
+      }
       guint8 *d = p;
       for (guint i = 0; i < n_parts; i++) {
         memcpy (d, parts[i].data, parts[i].len);
         d += parts[i].len;
       }
       ipcring_writer_commit (w, len, tag);
+      g_mutex_unlock (&hold->lock);
       return GST_FLOW_OK;
     }
-    if ((ret = handle_ring_error (self, rc, len)) != GST_FLOW_OK)
+    guint64 seen = ipcring_writer_read_index (w);
+    g_mutex_unlock (&hold->lock);
+    if ((ret = wait_room (self, rc, seen, len)) != GST_FLOW_OK)
       return ret;
   }
 }
@@ -283,7 +317,9 @@ ensure_stream (GstIpcRingSink * self)
   self->stream_sent = TRUE;
 
   struct ipcring_info info;
+  g_mutex_lock (&self->hold->lock);
   ipcring_writer_info (w, &info);
+  g_mutex_unlock (&self->hold->lock);
   IpcRingWireStream strm = { IPCRING_PROTOCOL_VERSION, 0, info.writer_generation, gen };
   Part part = { &strm, sizeof strm };
   GstFlowReturn ret = write_record (self, IPCRING_REC_STREAM, &part, 1, FALSE);
@@ -322,6 +358,99 @@ check_reader (GstIpcRingSink * self)
 
 /* ---- GstBaseSink ---------------------------------------------------- */
 
+/* A buffer from our pool, filled in place: write the buffer header in front
+ * of the payload and publish the claim. No copy, no wait (the room was
+ * claimed when upstream acquired the buffer). */
+static GstFlowReturn
+render_claimed (GstIpcRingSink * self, GstBuffer * buf, IpcRingSinkMemory * m,
+    const IpcRingWireBuffer * hdr)
+{
+  IpcRingWriterHold *hold = self->hold;
+  GstFlowReturn ret;
+  for (;;) {
+    if ((ret = ensure_stream (self)) != GST_FLOW_OK)
+      return ret;
+    g_mutex_lock (&hold->lock);
+    if (ipcring_writer_reader_generation (self->writer) == self->stream_gen)
+      break;
+    g_mutex_unlock (&hold->lock);
+  }
+  /* Upstream keeps a reference (videorate's previous frame, a decoder's
+   * reference frame): its bytes must stay as they are for as long as it
+   * keeps them, so they cannot be the record the reader releases. Copy it,
+   * keep its room until upstream lets go, and lend this upstream ordinary
+   * memory from now on so that kept buffers never pin more of the ring. */
+  if (m->state == IPCRING_CLAIM_OPEN && GST_MINI_OBJECT_REFCOUNT_VALUE (buf) > 1) {
+    if (!hold->upstream_keeps)
+      GST_INFO_OBJECT (self, "upstream keeps rendered buffers: pool lends ordinary memory");
+    hold->upstream_keeps = TRUE;
+    g_queue_unlink (&hold->open, &m->link);
+    ipcring_writer_claim_skip (self->writer, m->id);
+    m->state = IPCRING_CLAIM_SKIPPED;
+  }
+  if (m->state != IPCRING_CLAIM_OPEN) {
+    /* Skipped (a record was written meanwhile, or upstream keeps it): copy. */
+    g_mutex_unlock (&hold->lock);
+    GstMapInfo map;
+    if (!gst_buffer_map (buf, &map, GST_MAP_READ))
+      return GST_FLOW_ERROR;
+    Part parts[2] = { {hdr, sizeof *hdr}, {map.data, map.size} };
+    ret = write_record (self, IPCRING_REC_BUFFER, parts, 2, TRUE);
+    gst_buffer_unmap (buf, &map);
+    return ret;
+  }
+  /* Buffers acquired before this one and not rendered yet would hold it up
+   * (the ring publishes claims in claim order): they are skipped and copied
+   * if they come later (a decoder's reordered frames). */
+  ipcring_writer_hold_skip_open (hold, m);
+  g_queue_unlink (&hold->open, &m->link);
+  memcpy (m->record, hdr, sizeof *hdr);
+  int rc = ipcring_writer_claim_submit (self->writer, m->id,
+      sizeof *hdr + GST_MEMORY_CAST (m)->size, IPCRING_REC_BUFFER);
+  m->state = rc == 0 ? IPCRING_CLAIM_SUBMITTED : IPCRING_CLAIM_SKIPPED;
+  if (rc != 0)
+    ipcring_writer_claim_skip (self->writer, m->id);
+  g_mutex_unlock (&hold->lock);
+  return rc == 0 ? GST_FLOW_OK : handle_ring_error (self, rc, 0);
+}
+
+/* Offer a pool of ring memory for raw video: upstream renders each frame
+ * straight into a ring record. No video meta is offered: the frame travels
+ * with the default layout the caps describe. */
+static gboolean
+gst_ipc_ring_sink_propose_allocation (GstBaseSink * sink, GstQuery * query)
+{
+  GstIpcRingSink *self = GST_IPC_RING_SINK (sink);
+  GstCaps *caps;
+  gboolean need_pool;
+  GstVideoInfo info;
+
+  gst_query_parse_allocation (query, &caps, &need_pool);
+  if (!caps || !gst_video_info_from_caps (&info, caps))
+    return TRUE;
+  GST_OBJECT_LOCK (self);
+  IpcRingWriterHold *hold = self->hold ? ipcring_writer_hold_ref (self->hold) : NULL;
+  GST_OBJECT_UNLOCK (self);
+  if (!hold)
+    return TRUE;
+  guint64 max = ipcring_max_payload (hold->capacity) - sizeof (IpcRingWireBuffer);
+  if (info.size > max || info.size > G_MAXUINT) {
+    ipcring_writer_hold_unref (hold);
+    return TRUE;                /* too large for the ring: the error comes at render */
+  }
+  GstBufferPool *pool = ipcring_sink_pool_new (hold);
+  ipcring_writer_hold_unref (hold);
+  GstStructure *config = gst_buffer_pool_get_config (pool);
+  gst_buffer_pool_config_set_params (config, caps, (guint) info.size, 0, 0);
+  if (!gst_buffer_pool_set_config (pool, config)) {
+    gst_object_unref (pool);
+    return TRUE;
+  }
+  gst_query_add_allocation_pool (query, pool, (guint) info.size, 0, 0);
+  gst_object_unref (pool);
+  return TRUE;
+}
+
 static GstFlowReturn
 gst_ipc_ring_sink_render (GstBaseSink * sink, GstBuffer * buf)
 {
@@ -339,6 +468,10 @@ gst_ipc_ring_sink_render (GstBaseSink * sink, GstBuffer * buf)
     .flags = GST_BUFFER_FLAGS (buf) & ~(guint) (GST_MINI_OBJECT_FLAG_LAST - 1),
     .reserved = 0,
   };
+
+  IpcRingSinkMemory *zc = ipcring_sink_memory_of (buf, self->hold);
+  if (zc && zc->state == IPCRING_CLAIM_OPEN)
+    return render_claimed (self, buf, zc, &hdr);
 
   /* Gather the memories without merging them (a buffer has at most 16). */
   enum { MAX_MEMS = 16 };
@@ -380,9 +513,14 @@ finish_stream (GstIpcRingSink * self, GstEvent * event)
 {
   GstFlowReturn ret = write_event (self, event, TRUE);
   while (ret == GST_FLOW_OK) {
-    int rc = ipcring_writer_flush (self->writer, -1);
+    g_mutex_lock (&self->hold->lock);
+    int rc = ipcring_writer_flush (self->writer, 0);
+    guint64 seen = ipcring_writer_read_index (self->writer);
+    g_mutex_unlock (&self->hold->lock);
     if (rc == 0)
       break;
+    if (rc == -EAGAIN && (rc = ipcring_writer_wait_read (self->writer, seen, -1)) == 0)
+      continue;
     ret = handle_ring_error (self, rc, 0);
     if (ret == GST_FLOW_OK && rc == -EPIPE) {
       /* on-reader-lost=wait: a new reader starts at the next stream record,
@@ -395,7 +533,9 @@ finish_stream (GstIpcRingSink * self, GstEvent * event)
   }
   if (ret == GST_FLOW_OK) {
     GST_DEBUG_OBJECT (self, "reader drained the ring, removing %s", self->path);
+    g_mutex_lock (&self->hold->lock);
     ipcring_writer_unlink (self->writer);
+    g_mutex_unlock (&self->hold->lock);
   }
   return ret;
 }
@@ -505,6 +645,7 @@ gst_ipc_ring_sink_start (GstBaseSink * sink)
   self->lost_reported_gen = 0;
   self->next_liveness_check = 0;
   GST_OBJECT_LOCK (self);
+  self->hold = ipcring_writer_hold_new (w, capacity);
   self->writer = w;
   self->path = path;
   GST_OBJECT_UNLOCK (self);
@@ -517,18 +658,26 @@ gst_ipc_ring_sink_stop (GstBaseSink * sink)
   GstIpcRingSink *self = GST_IPC_RING_SINK (sink);
 
   GST_OBJECT_LOCK (self);
-  ipcring_writer *w = self->writer;
+  IpcRingWriterHold *hold = self->hold;
   gchar *path = self->path;
+  self->hold = NULL;
   self->writer = NULL;
   self->path = NULL;
   GST_OBJECT_UNLOCK (self);
 
-  if (w) {
+  if (hold) {
     /* A clean stop: the reader drains what is left and then sees the end,
-     * not a dead writer. An attached reader keeps its mapping. */
-    ipcring_writer_eos (w);
-    ipcring_writer_unlink (w);
-    ipcring_writer_close (w);
+     * not a dead writer. An attached reader keeps its mapping, and so does
+     * upstream for pool buffers it still holds: the ring is closed when the
+     * last of them is gone. */
+    g_mutex_lock (&hold->lock);
+    hold->closed = TRUE;
+    ipcring_writer_eos (hold->w);
+    ipcring_writer_unlink (hold->w);
+    GST_DEBUG_OBJECT (self, "lent %" G_GUINT64_FORMAT " buffers in ring memory, %"
+        G_GUINT64_FORMAT " in ordinary memory", hold->lent, hold->fallbacks);
+    g_mutex_unlock (&hold->lock);
+    ipcring_writer_hold_unref (hold);
   }
   g_free (path);
   return TRUE;
@@ -669,6 +818,8 @@ gst_ipc_ring_sink_class_init (GstIpcRingSinkClass * klass)
   basesink_class->stop = GST_DEBUG_FUNCPTR (gst_ipc_ring_sink_stop);
   basesink_class->render = GST_DEBUG_FUNCPTR (gst_ipc_ring_sink_render);
   basesink_class->event = GST_DEBUG_FUNCPTR (gst_ipc_ring_sink_event);
+  basesink_class->propose_allocation =
+      GST_DEBUG_FUNCPTR (gst_ipc_ring_sink_propose_allocation);
   basesink_class->unlock = GST_DEBUG_FUNCPTR (gst_ipc_ring_sink_unlock);
   basesink_class->unlock_stop = GST_DEBUG_FUNCPTR (gst_ipc_ring_sink_unlock_stop);
 
