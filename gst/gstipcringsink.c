@@ -21,6 +21,10 @@
  * The sink does not synchronise to the clock by default (sync=false): the
  * consumer's sink does.
  *
+ * Instead of a path, the ring can live in an inherited file descriptor
+ * (fd), for example a sealed memfd made by ipcring-run: then neither process
+ * needs any file system access (see docs/sandboxing.md).
+ *
  * ## Example launch lines
  * |[
  * gst-launch-1.0 videotestsrc is-live=true ! video/x-raw,width=640,height=360 ! ipcringsink ring=/dev/shm/video
@@ -49,6 +53,7 @@ GST_DEBUG_CATEGORY_STATIC (ipcring_sink_debug);
 #define GST_CAT_DEFAULT ipcring_sink_debug
 
 #define DEFAULT_RING NULL
+#define DEFAULT_FD -1
 #define DEFAULT_CAPACITY ((guint64) 64 << 20)
 #define DEFAULT_PERMS 0600
 #define DEFAULT_ON_READER_LOST GST_IPC_RING_ON_READER_LOST_WAIT
@@ -62,6 +67,7 @@ enum
 {
   PROP_0,
   PROP_RING,
+  PROP_FD,
   PROP_CAPACITY,
   PROP_PERMS,
   PROP_ON_READER_LOST,
@@ -79,6 +85,7 @@ struct _GstIpcRingSink
 
   /* properties, under the object lock */
   gchar *ring;
+  gint fd;
   guint64 capacity;
   guint perms;
   GstIpcRingOnReaderLost on_reader_lost;
@@ -567,13 +574,21 @@ gst_ipc_ring_sink_start (GstBaseSink * sink)
 
   GST_OBJECT_LOCK (self);
   gchar *path = g_strdup (self->ring);
+  gint fd = self->fd;
   guint64 capacity = self->capacity;
   guint perms = self->perms;
   GST_OBJECT_UNLOCK (self);
 
-  if (!path || !*path) {
+  if (fd >= 0 && path && *path) {
+    GST_ELEMENT_ERROR (self, RESOURCE, SETTINGS, ("Both ring=%s and fd=%d are set.", path, fd),
+        ("Set one of them: ring for a file path, fd for an inherited descriptor."));
+    g_free (path);
+    return FALSE;
+  }
+  if (fd < 0 && (!path || !*path)) {
     GST_ELEMENT_ERROR (self, RESOURCE, NOT_FOUND, ("No ring file given."),
-        ("Set the ring property to a file path, for example ring=/dev/shm/video."));
+        ("Set the ring property to a file path, for example ring=/dev/shm/video, "
+            "or fd to an inherited descriptor."));
     g_free (path);
     return FALSE;
   }
@@ -588,7 +603,28 @@ gst_ipc_ring_sink_start (GstBaseSink * sink)
   }
 
   ipcring_writer *w = NULL;
-  int rc = ipcring_writer_create (path, capacity, perms, 0, &w);
+  int rc;
+  if (fd >= 0) {
+    g_free (path);
+    path = g_strdup_printf ("fd %d", fd);
+    /* A sealed memfd keeps its size: the ring takes the capacity from it
+     * unless one was set explicitly. */
+    rc = ipcring_writer_create_fd (fd, capacity == DEFAULT_CAPACITY ? 0 : capacity, 0, &w);
+    if (rc != 0) {
+      if (rc == -EBADF)
+        GST_ELEMENT_ERROR (self, RESOURCE, OPEN_WRITE,
+            ("fd=%d is not an open file descriptor.", fd),
+            ("Pass a descriptor the process inherited, for example from ipcring-run."));
+      else
+        GST_ELEMENT_ERROR (self, RESOURCE, OPEN_WRITE,
+            ("Cannot create a ring in fd %d: %s.", fd, ipcring_strerror (rc)),
+            ("Pass an empty memfd, or a sealed one sized for the ring (ipcring-run makes one)."));
+      g_free (path);
+      return FALSE;
+    }
+  } else {
+    rc = ipcring_writer_create (path, capacity, perms, 0, &w);
+  }
   if (rc != 0) {
     gchar *dir = g_path_get_dirname (path);
     switch (rc) {
@@ -719,6 +755,9 @@ gst_ipc_ring_sink_set_property (GObject * object, guint prop_id, const GValue * 
       g_free (self->ring);
       self->ring = g_value_dup_string (value);
       break;
+    case PROP_FD:
+      self->fd = g_value_get_int (value);
+      break;
     case PROP_CAPACITY:
       self->capacity = g_value_get_uint64 (value);
       break;
@@ -745,6 +784,9 @@ gst_ipc_ring_sink_get_property (GObject * object, guint prop_id, GValue * value,
   switch (prop_id) {
     case PROP_RING:
       g_value_set_string (value, self->ring);
+      break;
+    case PROP_FD:
+      g_value_set_int (value, self->fd);
       break;
     case PROP_CAPACITY:
       g_value_set_uint64 (value, self->capacity);
@@ -774,6 +816,7 @@ static void
 gst_ipc_ring_sink_init (GstIpcRingSink * self)
 {
   self->ring = g_strdup (DEFAULT_RING);
+  self->fd = DEFAULT_FD;
   self->capacity = DEFAULT_CAPACITY;
   self->perms = DEFAULT_PERMS;
   self->on_reader_lost = DEFAULT_ON_READER_LOST;
@@ -795,6 +838,11 @@ gst_ipc_ring_sink_class_init (GstIpcRingSinkClass * klass)
   properties[PROP_RING] = g_param_spec_string ("ring", "Ring",
       "Path of the ring file to create, for example /dev/shm/video (required)",
       DEFAULT_RING, G_PARAM_READWRITE | G_PARAM_STATIC_STRINGS | GST_PARAM_MUTABLE_READY);
+  properties[PROP_FD] = g_param_spec_int ("fd", "File descriptor",
+      "An inherited file descriptor to create the ring in instead of a path: an empty "
+      "memfd, or a sealed one sized for the ring (ipcring-run makes one); -1: use ring",
+      -1, G_MAXINT, DEFAULT_FD,
+      G_PARAM_READWRITE | G_PARAM_STATIC_STRINGS | GST_PARAM_MUTABLE_READY);
   properties[PROP_CAPACITY] = g_param_spec_uint64 ("capacity", "Capacity",
       "Bytes of the ring's data area: a power of two from 4096 to 1073741824; "
       "the largest buffer it carries is capacity - 56 bytes",
