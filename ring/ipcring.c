@@ -24,7 +24,8 @@
 #include <sys/syscall.h>
 #endif
 
-/* How long a blocking call spins before it announces itself and sleeps. */
+/* How long a blocking call spins before it announces itself and sleeps, by
+ * default (ipcring_*_set_spin() changes it per handle). */
 #define SPIN_NS 20000
 /* Pause instructions before each poll while spinning (about 1 us). */
 #define SPIN_PAUSES 32
@@ -65,6 +66,7 @@ struct ipcring_side {
   int lock_fd;  /* descriptor holding our lock, may equal fd */
   int failed;   /* sticky -EPROTO */
   _Atomic int interrupted;
+  int64_t spin_ns; /* how long a wait spins before it sleeps */
   uint64_t records, bytes;
   /* Counted with relaxed atomic adds: waits and wakes may come from two
    * threads (ipcring_writer_wait_read(), ipcring_reader_release_to()). */
@@ -275,7 +277,7 @@ static int side_wait(struct ipcring_side *s, _Atomic uint32_t *word, poll_fn pol
   int64_t start = now_ns();
   int64_t deadline = timeout_ns < 0 || timeout_ns > INT64_MAX - start ? INT64_MAX
                                                                       : start + timeout_ns;
-  int64_t spin_end = start + SPIN_NS;
+  int64_t spin_end = start + s->spin_ns;
   for (unsigned i = 1; spin; i++) {
     /* Pause before each look at the peer's index. Our caller found its
      * cached copy used up; looking again at once, and again after every
@@ -436,6 +438,7 @@ static struct ipcring_writer *writer_new(void)
   struct ipcring_writer *w = calloc(1, sizeof *w);
   if (w) {
     w->s.fd = w->s.lock_fd = -1;
+    w->s.spin_ns = SPIN_NS;
   }
   return w;
 }
@@ -1133,6 +1136,21 @@ int ipcring_writer_flush(ipcring_writer *w, int64_t timeout_ns)
                    timeout_ns, 1);
 }
 
+static int64_t spin_clamp(int64_t ns)
+{
+  return ns < 0 ? SPIN_NS : ns > NSEC_PER_SEC ? NSEC_PER_SEC : ns;
+}
+
+void ipcring_writer_set_spin(ipcring_writer *w, int64_t ns)
+{
+  w->s.spin_ns = spin_clamp(ns);
+}
+
+void ipcring_reader_set_spin(ipcring_reader *r, int64_t ns)
+{
+  r->s.spin_ns = spin_clamp(ns);
+}
+
 uint64_t ipcring_writer_read_index(ipcring_writer *w)
 {
   return w->cached_r;
@@ -1196,6 +1214,7 @@ static struct ipcring_reader *reader_new(void)
   struct ipcring_reader *r = calloc(1, sizeof *r);
   if (r) {
     r->s.fd = r->s.lock_fd = -1;
+    r->s.spin_ns = SPIN_NS;
     r->writer_lost_gen = UINT64_MAX;
     pthread_mutex_init(&r->release_lock, NULL);
   }

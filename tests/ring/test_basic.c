@@ -1579,6 +1579,50 @@ static void test_huge_timeout_and_null_empty_payloads(void)
   pair_close(&p);
 }
 
+struct late_push {
+  ipcring_writer *w;
+  int delay_ms;
+};
+
+static void *push_late(void *arg)
+{
+  struct late_push *lp = arg;
+  tu_sleep_ms(lp->delay_ms);
+  CHECK_RC(ipcring_writer_push(lp->w, "x", 1, 1, 0), 0);
+  return NULL;
+}
+
+/* A longer spin keeps a waiting reader awake: a record that comes 20 ms
+ * into a peek is found without sleeping (the waits counter stays put),
+ * while the default 20 us spin sleeps on the futex. */
+static void test_spin_setting(void)
+{
+  struct pair p;
+  pair_open(&p, "spin", 4096);
+  for (int longspin = 0; longspin < 2; longspin++) {
+    ipcring_reader_set_spin(p.r, longspin ? 900 * MS : -1);
+    struct ipcring_info before, after;
+    ipcring_reader_info(p.r, &before);
+    struct late_push lp = { p.w, 20 };
+    pthread_t th;
+    CHECK(pthread_create(&th, NULL, push_late, &lp) == 0, "thread");
+    const void *ptr;
+    size_t len;
+    uint32_t tag;
+    CHECK_RC(ipcring_reader_peek(p.r, &ptr, &len, &tag, 5 * SEC), 0);
+    CHECK_RC(ipcring_reader_release(p.r), 0);
+    pthread_join(th, NULL);
+    ipcring_reader_info(p.r, &after);
+    printf("  spin %s: %llu sleeps\n", longspin ? "900 ms" : "default",
+           (unsigned long long)(after.waits - before.waits));
+    if (longspin)
+      CHECK(after.waits == before.waits, "the reader slept although it spins 900 ms");
+    else
+      CHECK(after.waits == before.waits + 1, "the reader did not sleep with the default spin");
+  }
+  pair_close(&p);
+}
+
 int main(void)
 {
   setvbuf(stdout, NULL, _IOLBF, 0);
@@ -1601,6 +1645,7 @@ int main(void)
   RUN(test_strerror);
   RUN(test_wait_reader);
   RUN(test_huge_timeout_and_null_empty_payloads);
+  RUN(test_spin_setting);
   printf("all basic ring tests passed\n");
   return 0;
 }
