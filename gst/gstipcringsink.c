@@ -57,6 +57,7 @@ GST_DEBUG_CATEGORY_STATIC (ipcring_sink_debug);
 #define DEFAULT_CAPACITY ((guint64) 64 << 20)
 #define DEFAULT_PERMS 0600
 #define DEFAULT_ON_READER_LOST GST_IPC_RING_ON_READER_LOST_WAIT
+#define DEFAULT_SPIN_TIME (20 * GST_USECOND)
 
 /* How often render checks that an attached reader is still alive (one
  * system call), so that on-reader-lost=error fires without waiting for the
@@ -71,6 +72,7 @@ enum
   PROP_CAPACITY,
   PROP_PERMS,
   PROP_ON_READER_LOST,
+  PROP_SPIN_TIME,
   N_PROPERTIES
 };
 
@@ -89,6 +91,7 @@ struct _GstIpcRingSink
   guint64 capacity;
   guint perms;
   GstIpcRingOnReaderLost on_reader_lost;
+  guint64 spin_time;
 
   /* set in start, cleared in stop; unlock reads it under the object lock.
    * Every call on the writer is made under hold->lock (the pool lends ring
@@ -577,6 +580,7 @@ gst_ipc_ring_sink_start (GstBaseSink * sink)
   gint fd = self->fd;
   guint64 capacity = self->capacity;
   guint perms = self->perms;
+  guint64 spin_time = self->spin_time;
   GST_OBJECT_UNLOCK (self);
 
   if (fd >= 0 && path && *path) {
@@ -676,6 +680,7 @@ gst_ipc_ring_sink_start (GstBaseSink * sink)
   }
 
   GST_INFO_OBJECT (self, "created ring %s, capacity %" G_GUINT64_FORMAT, path, capacity);
+  ipcring_writer_set_spin (w, (int64_t) spin_time);
   self->stream_sent = FALSE;
   self->stream_gen = 0;
   self->lost_reported_gen = 0;
@@ -767,6 +772,9 @@ gst_ipc_ring_sink_set_property (GObject * object, guint prop_id, const GValue * 
     case PROP_ON_READER_LOST:
       self->on_reader_lost = g_value_get_enum (value);
       break;
+    case PROP_SPIN_TIME:
+      self->spin_time = g_value_get_uint64 (value);
+      break;
     default:
       G_OBJECT_WARN_INVALID_PROPERTY_ID (object, prop_id, pspec);
       break;
@@ -797,6 +805,9 @@ gst_ipc_ring_sink_get_property (GObject * object, guint prop_id, GValue * value,
     case PROP_ON_READER_LOST:
       g_value_set_enum (value, self->on_reader_lost);
       break;
+    case PROP_SPIN_TIME:
+      g_value_set_uint64 (value, self->spin_time);
+      break;
     default:
       G_OBJECT_WARN_INVALID_PROPERTY_ID (object, prop_id, pspec);
       break;
@@ -820,6 +831,7 @@ gst_ipc_ring_sink_init (GstIpcRingSink * self)
   self->capacity = DEFAULT_CAPACITY;
   self->perms = DEFAULT_PERMS;
   self->on_reader_lost = DEFAULT_ON_READER_LOST;
+  self->spin_time = DEFAULT_SPIN_TIME;
   gst_base_sink_set_sync (GST_BASE_SINK (self), FALSE);
   gst_base_sink_set_last_sample_enabled (GST_BASE_SINK (self), FALSE);
 }
@@ -854,6 +866,11 @@ gst_ipc_ring_sink_class_init (GstIpcRingSinkClass * klass)
   properties[PROP_ON_READER_LOST] = g_param_spec_enum ("on-reader-lost", "On reader lost",
       "What to do when the reader goes away", GST_TYPE_IPC_RING_ON_READER_LOST,
       DEFAULT_ON_READER_LOST,
+      G_PARAM_READWRITE | G_PARAM_STATIC_STRINGS | GST_PARAM_MUTABLE_READY);
+  properties[PROP_SPIN_TIME] = g_param_spec_uint64 ("spin-time", "Spin time",
+      "Nanoseconds a wait for room spins before it sleeps (more: the sink reacts faster "
+      "to a reader freeing room, and keeps a CPU busy while it waits)",
+      0, GST_SECOND, DEFAULT_SPIN_TIME,
       G_PARAM_READWRITE | G_PARAM_STATIC_STRINGS | GST_PARAM_MUTABLE_READY);
   g_object_class_install_properties (gobject_class, N_PROPERTIES, properties);
 
