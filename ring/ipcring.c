@@ -4,6 +4,7 @@
 #include "ipcring.h"
 
 #include "atomics.h"
+#include "ipcring-guard.h"
 #include "ipcring-layout.h"
 #include "ipcring-private.h"
 
@@ -41,6 +42,22 @@ _Static_assert(IPCRING_DATA_OFFSET == IPCRING_HEADER_SIZE, "public data offset")
 #endif
 #ifndef MAP_POPULATE
 #define MAP_POPULATE 0
+#endif
+#ifndef O_NOCTTY
+#define O_NOCTTY 0
+#endif
+
+/* Seals that fix a file's size (memfds; see ipcring_memfd_create()). */
+#if defined(F_SEAL_SHRINK) && defined(F_SEAL_GROW)
+#define SIZE_SEALS (F_SEAL_SHRINK | F_SEAL_GROW)
+#else
+#define SIZE_SEALS 0
+#endif
+#ifndef F_SEAL_WRITE
+#define F_SEAL_WRITE 0
+#endif
+#ifndef F_SEAL_FUTURE_WRITE
+#define F_SEAL_FUTURE_WRITE 0
 #endif
 
 /* Open-file-description locks belong to the open file, not the process, so
@@ -133,6 +150,10 @@ const char *ipcring_strerror(int err)
   case -EINVAL: return "invalid argument or not a ring file";
   case -EPROTONOSUPPORT: return "ring format version not supported";
   case -EPERM: return "ring file owned by another user or writable by others";
+  case -EBADFD:
+    return "ring descriptor cannot be trusted: an unlinked file without shrink and grow "
+           "seals, or sealed against writing";
+  case IPCRING_ERR_TRUNCATED: return "the ring file was truncated under its mapping";
   case -ENOSPC: return "no space to reserve the ring's pages";
   case -ERANGE: return "a reader is still attached to the existing ring, whose capacity differs";
   default: return err < 0 ? strerror(-err) : "unknown";
@@ -252,10 +273,15 @@ typedef int (*poll_fn)(void *self);
 /* Called when a sleep ended without progress: 0 = keep waiting, <0 = return. */
 typedef int (*idle_fn)(void *self);
 
+/* Record the failure, unless there is one already: the first cause (a
+ * truncation noticed by the SIGBUS guard, say, whose zero pages then make the
+ * indices look inconsistent) is the one every later call reports. */
 static int side_fail(struct ipcring_side *s)
 {
-  s->failed = -EPROTO;
-  return -EPROTO;
+  int expected = 0;
+  __atomic_compare_exchange_n(&s->failed, &expected, -EPROTO, 0, __ATOMIC_RELAXED,
+                              __ATOMIC_RELAXED);
+  return __atomic_load_n(&s->failed, __ATOMIC_RELAXED);
 }
 
 /* Spin briefly, then announce on `word` and sleep on it in slices, until
@@ -369,12 +395,20 @@ static int indices_ok(uint64_t r, uint64_t w, uint64_t cap)
   return ((r | w) & 7) == 0 && w - r <= cap;
 }
 
+/* Map the ring and put the mapping under the SIGBUS guard: if the file is
+ * truncated under us, accesses read zeros and s->failed becomes
+ * IPCRING_ERR_TRUNCATED instead of the process dying. */
 static int side_map(struct ipcring_side *s, int fd, uint64_t cap)
 {
   size_t size = IPCRING_HEADER_SIZE + cap;
   void *p = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_POPULATE, fd, 0);
   if (p == MAP_FAILED)
     return -errno;
+  int rc = ipcring_guard_add(p, size, &s->failed);
+  if (rc != 0) {
+    munmap(p, size);
+    return rc;
+  }
   s->sh = p;
   s->data = (uint8_t *)p + IPCRING_HEADER_SIZE;
   s->cap = cap;
@@ -395,12 +429,22 @@ static void side_close_fds(struct ipcring_side *s)
   s->fd = -1;
 }
 
-static void side_unmap(struct ipcring_side *s)
+/* Unmap what side_map() mapped (map_size 0: memory that is not ours). */
+static void side_unmap_mem(struct ipcring_side *s)
 {
-  if (s->sh && s->map_size)
+  if (s->sh && s->map_size) {
+    ipcring_guard_remove(s->sh, &s->failed);
     munmap(s->sh, s->map_size);
+  }
   s->sh = NULL;
   s->map_size = 0;
+}
+
+static void side_unmap(struct ipcring_side *s)
+{
+  side_unmap_mem(s);
+  /* Views the caller registered on this side and did not remove. */
+  ipcring_guard_remove_all(&s->failed);
   side_close_fds(s);
 }
 
@@ -443,11 +487,13 @@ static struct ipcring_writer *writer_new(void)
   return w;
 }
 
-/* Fill a fresh file (locked by us) with an empty ring. */
-static int writer_init_fresh(struct ipcring_writer *w, uint64_t cap)
+/* Fill a fresh file (locked by us) with an empty ring. resize: truncate it
+ * first (its old size and contents go); otherwise its size is already
+ * IPCRING_HEADER_SIZE + cap and cannot change (a sealed memfd). */
+static int writer_init_fresh(struct ipcring_writer *w, uint64_t cap, int resize)
 {
   int rc;
-  if (ftruncate(w->s.fd, 0) != 0)
+  if (resize && ftruncate(w->s.fd, 0) != 0)
     return -errno;
   if ((rc = reserve_pages(w->s.fd, IPCRING_HEADER_SIZE + cap)) != 0)
     return rc;
@@ -494,10 +540,12 @@ static int writer_adopt(struct ipcring_writer *w, uint64_t cap)
   struct ipcring_shared *sh = w->s.sh;
   uint64_t widx = ipcring_load_acquire_u64(&sh->write_index);
   uint64_t ridx = ipcring_load_acquire_u64(&sh->read_index);
-  if (!indices_ok(ridx, widx, cap)) {
-    munmap(sh, w->s.map_size);
-    w->s.sh = NULL;
-    w->s.map_size = 0;
+  if (!indices_ok(ridx, widx, cap) || w->s.failed) {
+    int truncated = w->s.failed;
+    side_unmap_mem(&w->s);
+    w->s.failed = 0;
+    if (truncated)
+      return truncated;
     return reader_alive ? -EPROTO : 1;
   }
   w->widx = w->cidx = widx;
@@ -514,8 +562,17 @@ static int writer_adopt(struct ipcring_writer *w, uint64_t cap)
   return 0;
 }
 
+static void writer_free(struct ipcring_writer *w);
+
+/* The last step of every create: a truncation noticed while setting up (by
+ * the SIGBUS guard) fails the create itself. */
 static int writer_finish_open(struct ipcring_writer *w, ipcring_writer **out)
 {
+  int rc = w->s.failed;
+  if (rc != 0) {
+    writer_free(w);
+    return rc;
+  }
   *out = w;
   return 0;
 }
@@ -576,7 +633,7 @@ static int writer_create_new(struct ipcring_writer *w, const char *path, uint64_
   }
   if ((rc = lock_take(fd, IPCRING_LOCK_WRITER)) != 0)
     goto fail;
-  if ((rc = writer_init_fresh(w, cap)) != 0)
+  if ((rc = writer_init_fresh(w, cap, 1)) != 0)
     goto fail;
   if (tmpname) {
     if (link(tmpname, path) != 0)
@@ -626,7 +683,7 @@ int ipcring_writer_create(const char *path, uint64_t capacity, mode_t mode, unsi
 
   int rc = -EEXIST;
   for (int attempt = 0; attempt < 8; attempt++) {
-    int fd = open(path, O_RDWR | O_NOFOLLOW | O_CLOEXEC | O_NONBLOCK);
+    int fd = open(path, O_RDWR | O_NOFOLLOW | O_NOCTTY | O_CLOEXEC | O_NONBLOCK);
     if (fd >= 0) {
       struct stat st;
       if (fstat(fd, &st) != 0) {
@@ -693,19 +750,54 @@ int ipcring_writer_create(const char *path, uint64_t capacity, mode_t mode, unsi
   return rc;
 }
 
+/* The file's seals (0 where its file system has none). */
+static int fd_seals(int fd)
+{
+#ifdef F_GET_SEALS
+  int seals = fcntl(fd, F_GET_SEALS);
+  return seals < 0 ? 0 : seals;
+#else
+  (void)fd;
+  return 0;
+#endif
+}
+
+/* 1 if the first 8 bytes of the file (the magic) are zero, 0 if not, -1 if
+ * they cannot be read. */
+static int fd_magic_is_zero(int fd)
+{
+  uint64_t magic;
+  if (pread(fd, &magic, sizeof magic, 0) != (ssize_t)sizeof magic)
+    return -1;
+  return magic == 0;
+}
+
 int ipcring_writer_create_fd(int fd, uint64_t capacity, unsigned flags, ipcring_writer **out)
 {
   if (fd < 0 || !out)
     return -EINVAL;
   *out = NULL;
-  if (capacity == 0)
-    capacity = IPCRING_CAPACITY_DEFAULT;
-  if (!capacity_ok(capacity))
-    return -EINVAL;
+  /* Seals first: once seen they stay, so the size read after them holds. */
+  int seals = fd_seals(fd);
   struct stat st;
   if (fstat(fd, &st) != 0)
     return -errno;
   if (!S_ISREG(st.st_mode))
+    return -EINVAL;
+  uint64_t size = (uint64_t)st.st_size;
+  uint64_t size_cap = size > IPCRING_HEADER_SIZE ? size - IPCRING_HEADER_SIZE : 0;
+  /* A size that cannot change decides the capacity. */
+  int fixed = SIZE_SEALS && (seals & SIZE_SEALS);
+  if (fixed) {
+    if (!capacity_ok(size_cap) || (capacity != 0 && capacity != size_cap))
+      return -EINVAL;
+    if (seals & (F_SEAL_WRITE | F_SEAL_FUTURE_WRITE))
+      return -EBADFD;
+    capacity = size_cap;
+  } else if (capacity == 0) {
+    capacity = size && capacity_ok(size_cap) ? size_cap : IPCRING_CAPACITY_DEFAULT;
+  }
+  if (!capacity_ok(capacity))
     return -EINVAL;
   struct ipcring_writer *w = writer_new();
   if (!w)
@@ -718,18 +810,83 @@ int ipcring_writer_create_fd(int fd, uint64_t capacity, unsigned flags, ipcring_
   }
   w->s.lock_fd = private_lock_fd(w->s.fd);
   int rc = w->s.lock_fd < 0 ? -errno : lock_take(w->s.lock_fd, IPCRING_LOCK_WRITER);
+  /* An empty file, or a fixed-size one still all zeros where the magic goes
+   * (a new memfd): a fresh ring. Otherwise a stale ring to take over. */
+  int fresh = size == 0 || (fixed && fd_magic_is_zero(w->s.fd) == 1);
   if (rc == 0) {
-    rc = st.st_size == 0 ? 0 : (flags & IPCRING_CREATE_NO_TAKEOVER) ? -EEXIST
-                                                                     : writer_adopt(w, capacity);
-    if (rc == 1 || st.st_size == 0)
-      rc = lock_held_by_other(w->s.lock_fd, IPCRING_LOCK_READER) ? -ERANGE
-                                                                 : writer_init_fresh(w, capacity);
+    rc = fresh ? 0 : (flags & IPCRING_CREATE_NO_TAKEOVER) ? -EEXIST : writer_adopt(w, capacity);
+    if (rc == 1 || fresh)
+      rc = lock_held_by_other(w->s.lock_fd, IPCRING_LOCK_READER)
+               ? -ERANGE
+               : writer_init_fresh(w, capacity, !fixed);
   }
   if (rc != 0) {
     writer_free(w);
     return rc;
   }
   return writer_finish_open(w, out);
+}
+
+int ipcring_memfd_create(uint64_t capacity, const char *name)
+{
+  if (capacity == 0)
+    capacity = IPCRING_CAPACITY_DEFAULT;
+  if (!capacity_ok(capacity))
+    return -EINVAL;
+#if defined(__linux__) && defined(MFD_ALLOW_SEALING) && defined(F_ADD_SEALS)
+  int fd = memfd_create(name && *name ? name : "ipcring", MFD_CLOEXEC | MFD_ALLOW_SEALING);
+  if (fd < 0)
+    return -errno;
+  /* The pages now, so a lack of memory is an error here, not SIGBUS later;
+   * then the seals, which make the size final. */
+  int rc = reserve_pages(fd, IPCRING_HEADER_SIZE + capacity);
+  if (rc == 0 && fcntl(fd, F_ADD_SEALS, F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_SEAL) != 0)
+    rc = -errno;
+  if (rc != 0) {
+    close(fd);
+    return rc;
+  }
+  return fd;
+#else
+  (void)name;
+  return -ENOSYS;
+#endif
+}
+
+int ipcring_writer_attach_mem(void *mem, size_t size, ipcring_writer **out)
+{
+  if (!mem || !out)
+    return -EINVAL;
+  *out = NULL;
+  struct ipcring_shared h;
+  if (size < sizeof h)
+    return -EINVAL;
+  /* One snapshot of the constant fields, as the reader takes it. */
+  memcpy(&h, mem, sizeof h);
+  atomic_signal_fence(memory_order_seq_cst);
+  int rc = header_check(&h, size);
+  if (rc != 0)
+    return rc;
+  struct ipcring_writer *w = writer_new();
+  if (!w)
+    return -ENOMEM;
+  w->s.sh = mem;
+  w->s.data = (uint8_t *)mem + IPCRING_HEADER_SIZE;
+  w->s.cap = h.capacity;
+  w->s.mask = h.capacity - 1;
+  w->s.map_size = 0; /* the caller's memory: never unmapped */
+  uint64_t widx = ipcring_load_acquire_u64(&w->s.sh->write_index);
+  uint64_t ridx = ipcring_load_acquire_u64(&w->s.sh->read_index);
+  if (!indices_ok(ridx, widx, w->s.cap)) {
+    w->s.sh = NULL;
+    writer_free(w);
+    return -EPROTO;
+  }
+  w->widx = w->cidx = widx;
+  w->cached_r = ridx;
+  w->reader_lost_gen = ipcring_load_relaxed_u64(&w->s.sh->reader_generation);
+  *out = w;
+  return 0;
 }
 
 /* The lowest index whose bytes may still be in use: the reader's, or the
@@ -1259,16 +1416,35 @@ static int reader_setup(struct ipcring_reader *r, void *mem, uint64_t size)
   return 0;
 }
 
-static int reader_attach_fd(struct ipcring_reader *r, unsigned flags)
+/* Validate the open file and attach to it. inherited: the descriptor came
+ * from ipcring_reader_open_fd() rather than from opening a path.
+ *
+ * Who may change the file's size decides what the reader trusts. A memfd
+ * sealed against shrinking and growing (seals cannot be removed) has a size
+ * nobody can change: it is accepted whatever its mode (a memfd is 0777 and
+ * has no path to open it by). Any other file must pass the checks of a path
+ * ring: ours (unless IPCRING_OPEN_ANY_OWNER), not writable by others. An
+ * inherited descriptor of an unlinked file without those seals (an unsealed
+ * memfd, an O_TMPFILE) is refused: nothing about it but the descriptor says
+ * whose it is, and whoever passed it can resize it. A truncation of an
+ * accepted unsealed file is caught by the SIGBUS guard. */
+static int reader_attach_fd(struct ipcring_reader *r, unsigned flags, int inherited)
 {
+  /* Seals first: once seen they stay, so the size read after them holds. */
+  int seals = fd_seals(r->s.fd);
   struct stat st;
   if (fstat(r->s.fd, &st) != 0)
     return -errno;
   if (!S_ISREG(st.st_mode))
     return -EINVAL;
+  int sealed = SIZE_SEALS && (seals & SIZE_SEALS) == SIZE_SEALS;
+  if (seals & (F_SEAL_WRITE | F_SEAL_FUTURE_WRITE))
+    return -EBADFD; /* we could not map it writable */
+  if (inherited && !sealed && st.st_nlink == 0)
+    return -EBADFD;
   if (!(flags & IPCRING_OPEN_ANY_OWNER) && st.st_uid != geteuid())
     return -EPERM;
-  if (st.st_mode & S_IWOTH)
+  if (!sealed && (st.st_mode & S_IWOTH))
     return -EPERM;
   struct ipcring_shared h;
   if ((uint64_t)st.st_size < sizeof h || pread(r->s.fd, &h, sizeof h, 0) != (ssize_t)sizeof h ||
@@ -1285,7 +1461,10 @@ static int reader_attach_fd(struct ipcring_reader *r, unsigned flags)
   if ((rc = side_map(&r->s, r->s.fd, h.capacity)) != 0)
     return rc;
   struct ipcring_shared *sh = r->s.sh;
-  if ((rc = reader_setup(r, sh, r->s.map_size)) != 0)
+  rc = reader_setup(r, sh, r->s.map_size);
+  if (r->s.failed)
+    return r->s.failed; /* truncated while we looked: the zeros explain rc */
+  if (rc != 0)
     return rc;
   atomic_store(&sh->reader_pid, (int32_t)getpid());
   atomic_fetch_add(&sh->reader_generation, 1);
@@ -1300,7 +1479,7 @@ int ipcring_reader_open(const char *path, unsigned flags, ipcring_reader **out)
   if (!path || !*path || !out)
     return -EINVAL;
   *out = NULL;
-  int fd = open(path, O_RDWR | O_NOFOLLOW | O_CLOEXEC | O_NONBLOCK);
+  int fd = open(path, O_RDWR | O_NOFOLLOW | O_NOCTTY | O_CLOEXEC | O_NONBLOCK);
   if (fd < 0)
     return -errno;
   struct ipcring_reader *r = reader_new();
@@ -1309,7 +1488,7 @@ int ipcring_reader_open(const char *path, unsigned flags, ipcring_reader **out)
     return -ENOMEM;
   }
   r->s.fd = r->s.lock_fd = fd;
-  int rc = reader_attach_fd(r, flags);
+  int rc = reader_attach_fd(r, flags, 0);
   if (rc != 0) {
     reader_free(r);
     return rc;
@@ -1331,7 +1510,7 @@ int ipcring_reader_open_fd(int fd, unsigned flags, ipcring_reader **out)
   if (r->s.fd < 0 || (r->s.lock_fd = private_lock_fd(r->s.fd)) < 0)
     rc = -errno;
   if (rc == 0)
-    rc = reader_attach_fd(r, flags);
+    rc = reader_attach_fd(r, flags, 1);
   if (rc != 0) {
     reader_free(r);
     return rc;
@@ -1552,6 +1731,22 @@ int ipcring_reader_release_to(ipcring_reader *r, uint64_t end)
 int ipcring_reader_fd(ipcring_reader *r)
 {
   return r->s.fd;
+}
+
+int ipcring_reader_register_view(ipcring_reader *r, void *addr, size_t len)
+{
+  if (!r || r->s.fd < 0)
+    return -EINVAL;
+  return ipcring_guard_add(addr, len, &r->s.failed);
+}
+
+int ipcring_reader_unregister_view(ipcring_reader *r, void *addr)
+{
+  if (!r)
+    return -EINVAL;
+  if (addr == (void *)r->s.sh)
+    return -ENOENT; /* the reader's own mapping is not a view */
+  return ipcring_guard_remove(addr, &r->s.failed);
 }
 
 int ipcring_reader_pop(ipcring_reader *r, void *buf, size_t size, size_t *len, uint32_t *tag,

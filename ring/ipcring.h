@@ -31,11 +31,24 @@
  *               everything it committed was read. Reported once per peer;
  *               calling again waits for a new peer to attach.
  *   -EPROTO     the shared memory is inconsistent; sticky.
+ *   -EFAULT     the ring file was truncated under the mapping (by the peer
+ *               or anyone else who can write it); sticky. See below.
  *   -EMSGSIZE   writer: record larger than ipcring_max_payload();
  *               reader pop: the caller's buffer is too small (nothing consumed).
  *
  * Thread safety: each handle is used by one thread at a time, except the
  * *_interrupt() and *_clear_interrupt() calls, which may come from any thread.
+ *
+ * Truncation: a file that shrinks under a mapping raises SIGBUS on access.
+ * The library installs one process-wide SIGBUS handler (at the first mapping;
+ * faults outside its mappings go to the handler installed before it). A fault
+ * inside a ring's mapping, on either side, replaces that whole mapping with
+ * private zero pages and fails the ring with the sticky -EFAULT: the access
+ * that faulted reads zeros (at most the record being read or written at that
+ * moment is garbage, as a hostile peer could make it anyway) and the next
+ * call on the handle returns the error. A process that installs its own
+ * SIGBUS handler after the library must chain to the previous one. A sealed
+ * memfd (ipcring_memfd_create()) cannot be truncated at all.
  */
 #ifndef IPCRING_H
 #define IPCRING_H
@@ -117,9 +130,27 @@ int ipcring_writer_create(const char *path, uint64_t capacity, mode_t mode,
                           unsigned flags, ipcring_writer **out);
 
 /* Initialise the ring in an open, empty or stale file descriptor (a memfd, for
- * example). The descriptor is duplicated; the caller keeps its own. */
+ * example). The descriptor is duplicated; the caller keeps its own.
+ *
+ * A file sealed against shrinking or growing (ipcring_memfd_create()) keeps
+ * its size: it must be IPCRING_HEADER_SIZE + a valid capacity, which capacity
+ * must equal or be 0 (-EINVAL otherwise); if it is all zeros where the magic
+ * goes it gets a fresh ring, else it is taken over like a stale ring. Any
+ * other file is resized: an empty one gets a fresh ring of capacity (0: the
+ * default), a non-empty one is taken over as a stale ring (capacity 0: the
+ * one its size gives). */
 int ipcring_writer_create_fd(int fd, uint64_t capacity, unsigned flags,
                              ipcring_writer **out);
+
+/* A memfd for a ring of this capacity (0: the default): sized to
+ * IPCRING_HEADER_SIZE + capacity, its pages reserved, sealed against
+ * shrinking and growing and against further seals (F_SEAL_SHRINK |
+ * F_SEAL_GROW | F_SEAL_SEAL), so neither side can ever truncate it. Returns
+ * the descriptor (close-on-exec: clear FD_CLOEXEC to hand it to a program) or
+ * a negative errno value (-ENOSYS without memfds). The writer creates its
+ * ring in it with ipcring_writer_create_fd(fd, 0, ...), the reader opens it
+ * with ipcring_reader_open_fd(). name is for /proc only (NULL: "ipcring"). */
+int ipcring_memfd_create(uint64_t capacity, const char *name);
 
 /* Zero copy: reserve room for a payload of len bytes and return a pointer to
  * it. Fill it, then ipcring_writer_commit(). One reservation at a time; a new
@@ -216,11 +247,18 @@ void ipcring_writer_close(ipcring_writer *w);
 /* ---- Reader ---------------------------------------------------------- */
 
 /* Open an existing ring and attach as its only reader (-EBUSY if another
- * reader is attached). The file is validated in full: regular file, owner,
- * not writable by others, magic, format version, header size, capacity a power
- * of two, file size, and indices. Reading continues from the ring's read
- * index, so a new reader picks up where a dead one stopped. */
+ * reader is attached). The file is validated in full: regular file (never
+ * through a symbolic link: -ELOOP), owner, not writable by others, magic,
+ * format version, header size, capacity a power of two, file size, and
+ * indices. Reading continues from the ring's read index, so a new reader
+ * picks up where a dead one stopped. */
 int ipcring_reader_open(const char *path, unsigned flags, ipcring_reader **out);
+
+/* The same on an inherited descriptor (duplicated; the caller keeps its own).
+ * A memfd sealed against shrinking and growing is accepted whatever its mode;
+ * any other linked file must pass the checks of ipcring_reader_open(); an
+ * unlinked file without those seals (an unsealed memfd) gives -EBADFD, as
+ * does a file sealed against writing. */
 int ipcring_reader_open_fd(int fd, unsigned flags, ipcring_reader **out);
 
 /* Zero copy: return the next record without consuming it. The pointer is
@@ -255,6 +293,17 @@ int ipcring_reader_release_to(ipcring_reader *r, uint64_t end);
 /* The ring's file descriptor (valid until close; -1 for a ring in memory),
  * for a second mapping of the data area at IPCRING_DATA_OFFSET. */
 int ipcring_reader_fd(ipcring_reader *r);
+
+/* Put a second mapping of the ring file (addr page-aligned, len bytes) under
+ * the SIGBUS guard: a truncation seen through it fails the reader with -EFAULT
+ * and the view reads zeros from then on, instead of killing the process.
+ * Unregister before unmapping it; ipcring_reader_close() unregisters views
+ * left registered, so keep the reader open while the view is used. 0,
+ * -EINVAL, -EEXIST (already registered) or -EMFILE (the process guards too
+ * many mappings). */
+int ipcring_reader_register_view(ipcring_reader *r, void *addr, size_t len);
+/* 0, or -ENOENT if addr is not a view registered on r. */
+int ipcring_reader_unregister_view(ipcring_reader *r, void *addr);
 
 /* Copy the next record into buf. Returns its length; if it is larger than
  * size, returns -EMSGSIZE, sets *len to the length and consumes nothing. */
