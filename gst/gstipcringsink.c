@@ -106,6 +106,7 @@ struct _GstIpcRingSink
   gboolean stream_sent;
   gint64 next_liveness_check;
   guint64 lost_reported_gen;
+  gboolean error_posted;        /* one error per run: later calls just fail */
 };
 
 G_DEFINE_TYPE (GstIpcRingSink, gst_ipc_ring_sink, GST_TYPE_BASE_SINK);
@@ -147,6 +148,14 @@ static GstFlowReturn
 handle_ring_error (GstIpcRingSink * self, int rc, gsize len)
 {
   GstBaseSink *sink = GST_BASE_SINK (self);
+
+  /* After an error the ring stays failed (or gone), and the EOS that follows
+   * an error upstream would run into it again: it was said once. */
+  if (self->error_posted && rc != -ECANCELED)
+    return GST_FLOW_ERROR;
+  if (rc != -ECANCELED && !(rc == -EPIPE
+          && self->on_reader_lost != GST_IPC_RING_ON_READER_LOST_ERROR))
+    self->error_posted = TRUE;
 
   switch (rc) {
     case -ECANCELED:
@@ -685,6 +694,7 @@ gst_ipc_ring_sink_start (GstBaseSink * sink)
   self->stream_gen = 0;
   self->lost_reported_gen = 0;
   self->next_liveness_check = 0;
+  self->error_posted = FALSE;
   GST_OBJECT_LOCK (self);
   self->hold = ipcring_writer_hold_new (w, capacity);
   self->writer = w;
