@@ -25,8 +25,14 @@
  *     over a submitted claim's payload before that claim is released;
  *   - its errors are the documented ones.
  *
- * Seeds: none are needed (any input is a program); tests/ring/
- * fuzz-corpus-writer/ holds a few that reach wrapping and claims quickly.
+ * Known finding, not fixed yet: with claims open and the indices on both
+ * sides of 2^64 (a start near UINT64_MAX, or a read index moved back across
+ * 0), the writer overwrites published records the reader has not released
+ * (writer_floor() compares a claim's start with the read index without
+ * wrapping). FUZZ_WRITER_SKIP_WRAP=1 skips the data checks of such calls so
+ * a long run can look for anything else; drop it once that is fixed.
+ *
+ * Seeds: none are needed (any input is a program).
  */
 #include "testutil.h"
 
@@ -103,6 +109,7 @@ struct state {
   uint8_t header_before[SHARED_BYTES];
   uint8_t *shadow;       /* the data area as published: valid over the protected span */
   uint64_t prot_from, prot_len; /* protected span of this call */
+  int check_data;        /* 0: the last call's data checks were skipped */
 };
 
 static void check_ptr(struct state *s, const void *p, size_t len)
@@ -156,6 +163,29 @@ static void before_call(struct state *s)
   }
 }
 
+/* FUZZ_WRITER_SKIP_WRAP=1: see the known finding above. */
+static int skip_wrap = -1;
+
+/* Do the indices in play lie on both sides of 2^64? */
+static int straddles(struct state *s)
+{
+  const uint64_t low = (uint64_t)1 << 62, high = UINT64_MAX - low;
+  uint64_t v[4 + IPCRING_CLAIMS_MAX];
+  unsigned n = 0;
+  v[n++] = atomic_load_explicit(&s->sh->read_index, memory_order_relaxed);
+  v[n++] = s->released;
+  v[n++] = s->pub;
+  v[n++] = s->w ? ipcring_writer_read_index(s->w) : s->released;
+  for (unsigned i = 0; i < s->nclaims; i++)
+    v[n++] = s->claims[i].id;
+  int lo = 0, hi = 0;
+  for (unsigned i = 0; i < n; i++) {
+    lo |= v[i] < low;
+    hi |= v[i] > high;
+  }
+  return lo && hi;
+}
+
 /* After it: only its own header fields changed, the protected span and the
  * open payloads are intact. */
 static void after_call(struct state *s)
@@ -179,14 +209,17 @@ static void after_call(struct state *s)
   uint32_t rw0;
   memcpy(&rw0, s->header_before + OFF(reader_wait), 4);
   REQUIRE(rw == rw0 || rw == IPCRING_WAIT_IDLE);
-  if (!shadow_same(s, s->prot_from, s->prot_len)) {
+  if (skip_wrap < 0)
+    skip_wrap = getenv("FUZZ_WRITER_SKIP_WRAP") != NULL;
+  int check_data = s->check_data = !(skip_wrap && straddles(s));
+  if (check_data && !shadow_same(s, s->prot_from, s->prot_len)) {
     fprintf(stderr, "fuzz_writer: unreleased bytes from index %llu (%llu) overwritten\n",
             (unsigned long long)s->prot_from, (unsigned long long)s->prot_len);
     abort();
   }
-  if (s->res.ptr)
+  if (s->res.ptr && check_data)
     check_held(&s->res);
-  for (unsigned i = 0; i < s->nclaims; i++)
+  for (unsigned i = 0; i < s->nclaims && check_data; i++)
     check_held(&s->claims[i]);
   /* The reader may have scribbled on the write index: only a store by the
    * writer (a change during the call) says where it published. */
@@ -274,7 +307,8 @@ static void step(struct state *s, struct input *in)
       s->res.ptr = NULL;
     } else if (s->res.ptr) {
       s->res.kept = kept;
-      check_held(&s->res);
+      if (s->check_data)
+        check_held(&s->res);
     }
     break;
   }
@@ -344,7 +378,8 @@ static void step(struct state *s, struct input *in)
       h->submitted = 1;
     } else {
       h->kept = kept;
-      check_held(h);
+      if (s->check_data)
+        check_held(h);
     }
     break;
   }
