@@ -20,6 +20,27 @@
  * stops cleanly without EOS (for example interrupted) ends the stream with
  * EOS, so a file being written downstream is finalised.
  *
+ * The payload property decides how buffers get their bytes. With copy each
+ * payload is copied out of the ring. With zero-copy a buffer's memory is the
+ * record in the ring itself (read only; a write map gets a copy), and the
+ * record goes back to the producer when the last reference to the buffer
+ * goes. auto, the default, uses zero copy for raw media (video/x-raw,
+ * audio/x-raw) and copies everything else. The reason: the producer can
+ * change bytes in the ring at any time. For raw samples that is no worse than
+ * having sent other samples, but a parser (a demuxer, a decoder, a parser of
+ * compressed data) must not see bytes change under it, so compressed and
+ * unknown formats are copied. Use copy when the producer is not trusted and
+ * downstream does more than treat samples as samples (for example looks
+ * them up in tables); zero-copy forces zero copy for any caps. Headers, caps
+ * and events are always copied before use.
+ *
+ * Buffers held downstream never stall the stream: when they span more than
+ * half the ring, or when the producer waits for room while there is nothing
+ * to read, the oldest held records get private copies of their pages (the
+ * buffers keep their addresses and bytes, even while mapped) and go back to
+ * the producer; the same happens at EOS and when the element stops, so it
+ * can stop, and a new reader can attach, while buffers are still held.
+ *
  * ## Example launch lines
  * |[
  * gst-launch-1.0 videotestsrc is-live=true ! video/x-raw,width=640,height=360 ! ipcringsink ring=/dev/shm/video
@@ -35,6 +56,7 @@
 #endif
 
 #include "gstipcringelements.h"
+#include "ipcring-memory.h"
 #include "ipcring-protocol.h"
 #include "ipcring.h"
 
@@ -49,9 +71,24 @@ GST_DEBUG_CATEGORY_STATIC (ipcring_src_debug);
 #define DEFAULT_RING NULL
 #define DEFAULT_IS_LIVE FALSE
 #define DEFAULT_ON_WRITER_LOST GST_IPC_RING_ON_WRITER_LOST_ERROR
+#define DEFAULT_PAYLOAD GST_IPC_RING_PAYLOAD_AUTO
 
 /* How often to look for a ring file that does not exist yet. */
 #define OPEN_RETRY_US (20 * G_TIME_SPAN_MILLISECOND)
+
+/* While downstream holds ring records, a wait for the next record looks
+ * this often whether the writer waits for room that only they can give. */
+#define HOLD_POLL_NS (10 * GST_MSECOND)
+
+typedef enum
+{
+  GST_IPC_RING_PAYLOAD_COPY,
+  GST_IPC_RING_PAYLOAD_ZERO_COPY,
+  GST_IPC_RING_PAYLOAD_AUTO,
+} GstIpcRingPayload;
+
+#define GST_TYPE_IPC_RING_PAYLOAD (gst_ipc_ring_payload_get_type ())
+static GType gst_ipc_ring_payload_get_type (void);
 
 enum
 {
@@ -59,6 +96,7 @@ enum
   PROP_RING,
   PROP_IS_LIVE,
   PROP_ON_WRITER_LOST,
+  PROP_PAYLOAD,
   N_PROPERTIES
 };
 
@@ -74,12 +112,14 @@ struct _GstIpcRingSrc
   /* properties, under the object lock */
   gchar *ring;
   GstIpcRingOnWriterLost on_writer_lost;
+  GstIpcRingPayload payload;
 
-  /* the reader and the flushing flag, under lock; create() waits on cond
-   * for the ring file to appear */
+  /* the ring (its reader, the second mapping, the records out) and the
+   * flushing flag, under lock; create() waits on cond for the ring file to
+   * appear */
   GMutex lock;
   GCond cond;
-  ipcring_reader *reader;
+  IpcRingHolder *holder;
   gboolean flushing;
   gchar *path;
   dev_t ring_dev;               /* the file the reader has open */
@@ -87,6 +127,8 @@ struct _GstIpcRingSrc
 
   /* streaming thread only */
   gboolean synced;              /* a stream record was seen (or not needed) */
+  GstIpcRingPayload payload_mode;       /* the property, at start */
+  gboolean zero_copy;           /* hand out ring memory for the current caps */
   gboolean writer_gone;         /* on-writer-lost=wait is waiting for a new writer */
   GstEvent *own_stream_start;   /* the carried ones we pushed, to tell them */
   GstEvent *own_segment;        /* apart from GstBaseSrc's in the pad probe */
@@ -124,16 +166,38 @@ gst_ipc_ring_on_writer_lost_get_type (void)
   return type;
 }
 
+static GType
+gst_ipc_ring_payload_get_type (void)
+{
+  static GType type = 0;
+  static const GEnumValue values[] = {
+    {GST_IPC_RING_PAYLOAD_COPY, "Copy every payload out of the ring", "copy"},
+    {GST_IPC_RING_PAYLOAD_ZERO_COPY, "Buffers are ring memory, whatever the caps",
+        "zero-copy"},
+    {GST_IPC_RING_PAYLOAD_AUTO,
+        "Zero copy for raw video and audio, copy for everything else", "auto"},
+    {0, NULL, NULL}
+  };
+  if (g_once_init_enter (&type)) {
+    GType t = g_enum_register_static ("GstIpcRingPayload", values);
+    g_once_init_leave (&type, t);
+  }
+  return type;
+}
+
 /* ---- Pushing events -------------------------------------------------- */
 
 /* GstBaseSrc sends a stream-start and a segment of its own; the stream's
  * come from the ring, so the probe lets only the events we pushed through,
  * told apart by identity.
  *
- * A dropped sticky event stays stored on the pad (and is offered again before
- * each push, and dropped again). GstBaseSrc's stream-start is stored before
- * ours, which replaces it; its segment comes after ours, just before the
- * first buffer, so the next create() stores ours back. Ours, offered again
+ * Every sticky event is stored on the pad before the probe sees it. One the
+ * probe drops stays pending and is offered again before every later push
+ * (and dropped again): a cost per buffer. So the probe does not drop them, it
+ * reports them handled (GST_PAD_PROBE_HANDLED), which marks them delivered.
+ * GstBaseSrc's stream-start is stored before ours, which replaces it; its
+ * segment comes after ours, just before the first buffer (and after each
+ * flush), so the next create() stores ours back; ours, offered once more
  * from the store, is not delivered twice. */
 static GstPadProbeReturn
 filter_events (GstPad * pad, GstPadProbeInfo * info, gpointer user_data)
@@ -142,20 +206,25 @@ filter_events (GstPad * pad, GstPadProbeInfo * info, gpointer user_data)
   GstEvent *event = GST_PAD_PROBE_INFO_EVENT (info);
   switch (GST_EVENT_TYPE (event)) {
     case GST_EVENT_STREAM_START:
-      return event == self->own_stream_start ? GST_PAD_PROBE_OK : GST_PAD_PROBE_DROP;
+      if (event == self->own_stream_start)
+        return GST_PAD_PROBE_OK;
+      break;
     case GST_EVENT_SEGMENT:
       if (event != self->own_segment) {
         GST_DEBUG_OBJECT (self, "dropping the base class's %" GST_PTR_FORMAT, event);
         self->restore_segment = TRUE;
-        return GST_PAD_PROBE_DROP;
+        break;
       }
       if (self->segment_delivered)
-        return GST_PAD_PROBE_DROP;
+        break;
       self->segment_delivered = TRUE;
       return GST_PAD_PROBE_OK;
     default:
       return GST_PAD_PROBE_OK;
   }
+  GST_PAD_PROBE_INFO_DATA (info) = NULL;
+  gst_event_unref (event);
+  return GST_PAD_PROBE_HANDLED;
 }
 
 static gboolean
@@ -246,6 +315,41 @@ handle_event (GstIpcRingSrc * self, GstEvent * event)
   }
 }
 
+/* Raw samples in system memory: a consumer treats the bytes as samples. */
+static gboolean
+caps_are_raw (GstCaps * caps)
+{
+  if (gst_caps_get_size (caps) != 1)
+    return FALSE;
+  GstCapsFeatures *f = gst_caps_get_features (caps, 0);
+  if (f && !gst_caps_features_is_equal (f, GST_CAPS_FEATURES_MEMORY_SYSTEM_MEMORY))
+    return FALSE;
+  GstStructure *s = gst_caps_get_structure (caps, 0);
+  return gst_structure_has_name (s, "video/x-raw") || gst_structure_has_name (s, "audio/x-raw");
+}
+
+static void
+choose_payload (GstIpcRingSrc * self)
+{
+  gboolean zc;
+  switch (self->payload_mode) {
+    case GST_IPC_RING_PAYLOAD_ZERO_COPY:
+      zc = TRUE;
+      break;
+    case GST_IPC_RING_PAYLOAD_AUTO:
+      zc = self->caps && caps_are_raw (self->caps);
+      break;
+    case GST_IPC_RING_PAYLOAD_COPY:
+    default:
+      zc = FALSE;
+      break;
+  }
+  zc = zc && self->holder && ipcring_holder_can_zero_copy (self->holder);
+  if (zc != self->zero_copy)
+    GST_DEBUG_OBJECT (self, "%s buffers", zc ? "zero-copy" : "copying");
+  self->zero_copy = zc;
+}
+
 static GstFlowReturn
 handle_caps (GstIpcRingSrc * self, GstCaps * caps)
 {
@@ -256,6 +360,7 @@ handle_caps (GstIpcRingSrc * self, GstCaps * caps)
   ensure_stream_start (self);
   GST_DEBUG_OBJECT (self, "caps %" GST_PTR_FORMAT, caps);
   gst_caps_replace (&self->caps, caps);
+  choose_payload (self);
   gboolean ok = gst_base_src_set_caps (GST_BASE_SRC (self), caps);
   gst_caps_unref (caps);
   if (!ok) {
@@ -279,10 +384,12 @@ bad_record (GstIpcRingSrc * self, guint32 tag, const gchar * why)
 }
 
 /* One record, still in the ring. Returns OK to go on reading, a buffer in
- * *out, or a flow to return. The record is released by the caller. */
+ * *out, or a flow to return. The record is released by the caller, unless
+ * it was taken (ref not NULL) and its payload became the buffer's memory
+ * (*wrapped set): then the memory releases it when it goes. */
 static GstFlowReturn
-handle_record (GstIpcRingSrc * self, guint32 tag, const guint8 * data, gsize len,
-    GstBuffer ** out)
+handle_record (GstIpcRingSrc * self, const struct ipcring_record_ref *ref, guint32 tag,
+    const guint8 * data, gsize len, GstBuffer ** out, gboolean * wrapped)
 {
   const gchar *why = NULL;
 
@@ -321,13 +428,25 @@ handle_record (GstIpcRingSrc * self, guint32 tag, const guint8 * data, gsize len
       }
       ensure_segment (self);
       gsize size = len - sizeof hdr;
-      GstBuffer *buf = gst_buffer_new_allocate (NULL, size, NULL);
-      if (!buf) {
-        GST_ELEMENT_ERROR (self, RESOURCE, FAILED, ("Out of memory for a %" G_GSIZE_FORMAT
-                " byte buffer.", size), (NULL));
-        return GST_FLOW_ERROR;
+      GstBuffer *buf = NULL;
+      if (ref && size && self->zero_copy) {
+        /* The header was copied out above; the payload stays in the ring. */
+        GstMemory *mem = ipcring_holder_wrap (self->holder, ref, sizeof hdr);
+        if (mem) {
+          buf = gst_buffer_new ();
+          gst_buffer_append_memory (buf, mem);
+          *wrapped = TRUE;
+        }
       }
-      gst_buffer_fill (buf, 0, data + sizeof hdr, size);
+      if (!buf) {
+        buf = gst_buffer_new_allocate (NULL, size, NULL);
+        if (!buf) {
+          GST_ELEMENT_ERROR (self, RESOURCE, FAILED, ("Out of memory for a %" G_GSIZE_FORMAT
+                  " byte buffer.", size), (NULL));
+          return GST_FLOW_ERROR;
+        }
+        gst_buffer_fill (buf, 0, data + sizeof hdr, size);
+      }
       GST_BUFFER_PTS (buf) = hdr.pts;
       GST_BUFFER_DTS (buf) = hdr.dts;
       GST_BUFFER_DURATION (buf) = hdr.duration;
@@ -425,13 +544,13 @@ ensure_reader (GstIpcRingSrc * self)
 {
   GstFlowReturn ret = GST_FLOW_OK;
 
-  /* Only this (streaming) thread sets the reader while streaming; stop()
+  /* Only this (streaming) thread sets the holder while streaming; stop()
    * clears it after streaming has stopped: no lock needed to see it is set. */
-  if (self->reader)
+  if (self->holder)
     return GST_FLOW_OK;
 
   g_mutex_lock (&self->lock);
-  while (!self->reader) {
+  while (!self->holder) {
     if (self->flushing) {
       ret = GST_FLOW_FLUSHING;
       break;
@@ -445,7 +564,8 @@ ensure_reader (GstIpcRingSrc * self)
        * is; a later one skips what the previous reader left unread until
        * the writer gives it a stream record of its own. */
       self->synced = info.reader_generation <= 1;
-      self->reader = r;
+      self->holder = ipcring_holder_new (r, GST_OBJECT (self));
+      choose_payload (self);
       GStatBuf st;
       if (g_stat (self->path, &st) == 0) {
         self->ring_dev = st.st_dev;
@@ -482,16 +602,28 @@ ring_replaced (GstIpcRingSrc * self)
       || st.st_ino != self->ring_ino);
 }
 
+/* Let go of the ring: what downstream still holds is evicted (it keeps
+ * its bytes) and the reader detaches at once, so that a new one can attach;
+ * the mapping goes with the last buffer. */
+static void
+drop_holder (GstIpcRingSrc * self)
+{
+  g_mutex_lock (&self->lock);
+  IpcRingHolder *h = self->holder;
+  self->holder = NULL;
+  g_mutex_unlock (&self->lock);
+  if (h) {
+    ipcring_holder_detach (h);
+    ipcring_holder_unref (h);
+  }
+}
+
 /* Leave the old ring for the new file at the same path. */
 static GstFlowReturn
 reopen_reader (GstIpcRingSrc * self)
 {
   GST_INFO_OBJECT (self, "a new producer made a new ring at %s, switching to it", self->path);
-  g_mutex_lock (&self->lock);
-  ipcring_reader *r = self->reader;
-  self->reader = NULL;
-  g_mutex_unlock (&self->lock);
-  ipcring_reader_close (r);
+  drop_holder (self);
   self->writer_gone = FALSE;
   return ensure_reader (self);
 }
@@ -501,7 +633,8 @@ reopen_reader (GstIpcRingSrc * self)
 static void
 remove_dead_ring (GstIpcRingSrc * self)
 {
-  if (ring_replaced (self) || ipcring_reader_writer_alive (self->reader))
+  if (ring_replaced (self)
+      || ipcring_reader_writer_alive (ipcring_holder_reader (self->holder)))
     return;
   if (g_unlink (self->path) == 0)
     GST_INFO_OBJECT (self, "removed %s, left by the dead producer", self->path);
@@ -534,35 +667,61 @@ writer_lost (GstIpcRingSrc * self, gboolean clean)
 /* ---- GstPushSrc ------------------------------------------------------ */
 
 static GstFlowReturn
-gst_ipc_ring_src_create (GstPushSrc * psrc, GstBuffer ** outbuf)
+read_records (GstIpcRingSrc * self, GstBuffer ** outbuf)
 {
-  GstIpcRingSrc *self = GST_IPC_RING_SRC (psrc);
-  restore_own_segment (self);
   GstFlowReturn ret = ensure_reader (self);
   if (ret != GST_FLOW_OK)
     return ret;
 
   for (;;) {
-    ipcring_reader *r = self->reader;
-    const void *p;
-    size_t len;
-    uint32_t tag;
+    IpcRingHolder *h = self->holder;
+    ipcring_reader *r = ipcring_holder_reader (h);
     /* Waiting for a new writer: look at the path now and then, in case it
-     * made a new file instead of taking the old one over. */
-    int rc = ipcring_reader_peek (r, &p, &len, &tag,
-        self->writer_gone ? OPEN_RETRY_US * 1000 : -1);
+     * made a new file instead of taking the old one over. While downstream
+     * holds records: look now and then whether the writer waits for them. */
+    gboolean holding = ipcring_holder_holding (h);
+    int64_t timeout = holding ? HOLD_POLL_NS : -1;
+    if (self->writer_gone && (timeout < 0 || timeout > OPEN_RETRY_US * 1000))
+      timeout = OPEN_RETRY_US * 1000;
+    /* Records are taken (released later, in order) while buffers may be
+     * ring memory or records are still out; else peeked and released. */
+    gboolean take = self->zero_copy || !ipcring_holder_idle (h);
+    struct ipcring_record_ref ref;
+    int rc;
+    if (take) {
+      rc = ipcring_reader_take (r, &ref, timeout);
+    } else {
+      const void *p;
+      rc = ipcring_reader_peek (r, &p, &ref.len, &ref.tag, timeout);
+      ref.data = p;
+    }
     switch (rc) {
       case -ETIMEDOUT:
-        if (ring_replaced (self) && (ret = reopen_reader (self)) != GST_FLOW_OK)
+        if (holding && ipcring_holder_writer_waiting (h)) {
+          /* Nothing to read, and the writer waits for room: give it the
+           * room downstream holds. */
+          GST_DEBUG_OBJECT (self, "the producer waits for room, evicting held buffers");
+          ipcring_holder_evict_all (h);
+        }
+        if (self->writer_gone && ring_replaced (self)
+            && (ret = reopen_reader (self)) != GST_FLOW_OK)
           return ret;
         continue;
       case 0:{
         self->writer_gone = FALSE;
         GstBuffer *buf = NULL;
-        ret = handle_record (self, tag, p, len, &buf);
-        ipcring_reader_release (r);
-        if (ret != GST_FLOW_OK)
+        gboolean wrapped = FALSE;
+        ret = handle_record (self, take ? &ref : NULL, ref.tag, ref.data, ref.len, &buf,
+            &wrapped);
+        if (!take)
+          ipcring_reader_release (r);
+        else if (!wrapped)
+          ipcring_holder_done (h, &ref);
+        if (ret != GST_FLOW_OK) {
+          if (buf)
+            gst_buffer_unref (buf);
           return ret;
+        }
         if (buf) {
           *outbuf = buf;
           return GST_FLOW_OK;
@@ -578,7 +737,9 @@ gst_ipc_ring_src_create (GstPushSrc * psrc, GstBuffer ** outbuf)
           return GST_FLOW_EOS;
         }
         /* Until a new writer takes over (or makes a new ring at the path),
-         * the ring stays at its end: wait for that without spinning. */
+         * the ring stays at its end: wait for that without spinning. What
+         * downstream holds goes back to the ring for the new writer. */
+        ipcring_holder_evict_all (h);
         self->writer_gone = TRUE;
         g_mutex_lock (&self->lock);
         if (!self->flushing)
@@ -609,6 +770,20 @@ gst_ipc_ring_src_create (GstPushSrc * psrc, GstBuffer ** outbuf)
   }
 }
 
+static GstFlowReturn
+gst_ipc_ring_src_create (GstPushSrc * psrc, GstBuffer ** outbuf)
+{
+  GstIpcRingSrc *self = GST_IPC_RING_SRC (psrc);
+  restore_own_segment (self);
+  GstFlowReturn ret = read_records (self, outbuf);
+  /* At the end of the stream no more reading makes room: what downstream
+   * still holds is evicted, so a writer waiting for everything to be read
+   * (ipcringsink at EOS) is not kept waiting by a held buffer. */
+  if (ret == GST_FLOW_EOS && self->holder)
+    ipcring_holder_evict_all (self->holder);
+  return ret;
+}
+
 static gboolean
 gst_ipc_ring_src_start (GstBaseSrc * bsrc)
 {
@@ -629,6 +804,10 @@ gst_ipc_ring_src_start (GstBaseSrc * bsrc)
   self->path = path;
   g_mutex_unlock (&self->lock);
 
+  GST_OBJECT_LOCK (self);
+  self->payload_mode = self->payload;
+  GST_OBJECT_UNLOCK (self);
+  self->zero_copy = FALSE;
   self->synced = FALSE;
   self->writer_gone = FALSE;
   self->sent_stream_start = FALSE;
@@ -648,11 +827,8 @@ static gboolean
 gst_ipc_ring_src_stop (GstBaseSrc * bsrc)
 {
   GstIpcRingSrc *self = GST_IPC_RING_SRC (bsrc);
-  g_mutex_lock (&self->lock);
-  ipcring_reader *r = self->reader;
-  self->reader = NULL;
-  g_mutex_unlock (&self->lock);
-  ipcring_reader_close (r);
+  drop_holder (self);
+  self->zero_copy = FALSE;
   gst_caps_replace (&self->caps, NULL);
   return TRUE;
 }
@@ -663,8 +839,8 @@ gst_ipc_ring_src_unlock (GstBaseSrc * bsrc)
   GstIpcRingSrc *self = GST_IPC_RING_SRC (bsrc);
   g_mutex_lock (&self->lock);
   self->flushing = TRUE;
-  if (self->reader)
-    ipcring_reader_interrupt (self->reader);
+  if (self->holder)
+    ipcring_reader_interrupt (ipcring_holder_reader (self->holder));
   g_cond_broadcast (&self->cond);
   g_mutex_unlock (&self->lock);
   return TRUE;
@@ -676,8 +852,8 @@ gst_ipc_ring_src_unlock_stop (GstBaseSrc * bsrc)
   GstIpcRingSrc *self = GST_IPC_RING_SRC (bsrc);
   g_mutex_lock (&self->lock);
   self->flushing = FALSE;
-  if (self->reader)
-    ipcring_reader_clear_interrupt (self->reader);
+  if (self->holder)
+    ipcring_reader_clear_interrupt (ipcring_holder_reader (self->holder));
   g_mutex_unlock (&self->lock);
   return TRUE;
 }
@@ -734,6 +910,11 @@ gst_ipc_ring_src_set_property (GObject * object, guint prop_id, const GValue * v
       self->on_writer_lost = g_value_get_enum (value);
       GST_OBJECT_UNLOCK (self);
       break;
+    case PROP_PAYLOAD:
+      GST_OBJECT_LOCK (self);
+      self->payload = g_value_get_enum (value);
+      GST_OBJECT_UNLOCK (self);
+      break;
     default:
       G_OBJECT_WARN_INVALID_PROPERTY_ID (object, prop_id, pspec);
       break;
@@ -760,6 +941,11 @@ gst_ipc_ring_src_get_property (GObject * object, guint prop_id, GValue * value,
       g_value_set_enum (value, self->on_writer_lost);
       GST_OBJECT_UNLOCK (self);
       break;
+    case PROP_PAYLOAD:
+      GST_OBJECT_LOCK (self);
+      g_value_set_enum (value, self->payload);
+      GST_OBJECT_UNLOCK (self);
+      break;
     default:
       G_OBJECT_WARN_INVALID_PROPERTY_ID (object, prop_id, pspec);
       break;
@@ -770,6 +956,7 @@ static void
 gst_ipc_ring_src_finalize (GObject * object)
 {
   GstIpcRingSrc *self = GST_IPC_RING_SRC (object);
+  drop_holder (self);           /* stop() did, unless it never ran */
   g_free (self->ring);
   g_free (self->path);
   g_free (self->stream_id);
@@ -787,6 +974,7 @@ gst_ipc_ring_src_init (GstIpcRingSrc * self)
 {
   self->ring = g_strdup (DEFAULT_RING);
   self->on_writer_lost = DEFAULT_ON_WRITER_LOST;
+  self->payload = DEFAULT_PAYLOAD;
   g_mutex_init (&self->lock);
   g_cond_init (&self->cond);
   self->unknown_tags = g_hash_table_new (NULL, NULL);
@@ -820,6 +1008,16 @@ gst_ipc_ring_src_class_init (GstIpcRingSrcClass * klass)
       "What to do when the producer dies, after delivering all it wrote",
       GST_TYPE_IPC_RING_ON_WRITER_LOST, DEFAULT_ON_WRITER_LOST,
       G_PARAM_READWRITE | G_PARAM_STATIC_STRINGS | GST_PARAM_MUTABLE_READY);
+  properties[PROP_PAYLOAD] = g_param_spec_enum ("payload", "Payload",
+      "How buffers get their data: copied out of the ring, or the ring's memory itself "
+      "(zero copy; released when downstream drops the buffer). A producer can change ring "
+      "bytes at any time: for raw samples no worse than having sent other samples, but a "
+      "parser (demuxer, decoder, parser of compressed data) must not see bytes change under "
+      "it. auto: zero copy for video/x-raw and audio/x-raw, copy for everything else. Use "
+      "copy with an untrusted producer when downstream does more than treat samples as "
+      "samples (for example indexes tables with them); zero-copy forces it for any caps",
+      GST_TYPE_IPC_RING_PAYLOAD, DEFAULT_PAYLOAD,
+      G_PARAM_READWRITE | G_PARAM_STATIC_STRINGS | GST_PARAM_MUTABLE_READY);
   g_object_class_install_properties (gobject_class, N_PROPERTIES, properties);
 
   gst_element_class_add_static_pad_template (element_class, &src_template);
@@ -838,5 +1036,6 @@ gst_ipc_ring_src_class_init (GstIpcRingSrcClass * klass)
   pushsrc_class->create = GST_DEBUG_FUNCPTR (gst_ipc_ring_src_create);
 
   gst_type_mark_as_plugin_api (GST_TYPE_IPC_RING_ON_WRITER_LOST, 0);
+  gst_type_mark_as_plugin_api (GST_TYPE_IPC_RING_PAYLOAD, 0);
   GST_DEBUG_CATEGORY_INIT (ipcring_src_debug, "ipcringsrc", 0, "ipcring source");
 }
