@@ -123,7 +123,8 @@ struct ipcring_reader {
   /* Taking records (ipcring_reader_take()) lets them be released later, in
    * order, from any thread; these fields connect the two. */
   _Atomic uint64_t released; /* published read index: everything below is free */
-  _Atomic uint64_t take_end; /* end of the last taken record, 0 if none ever */
+  _Atomic uint64_t take_end; /* end of the last taken record */
+  _Atomic int takes_used;    /* a record was ever taken */
   _Atomic uint64_t free_to;  /* consumed up to here, beyond take_end (padding,
                               * skips, peeked records): freed with the last take */
   pthread_mutex_t release_lock; /* serialises releases once takes are used */
@@ -891,11 +892,18 @@ int ipcring_writer_attach_mem(void *mem, size_t size, ipcring_writer **out)
 
 /* The lowest index whose bytes may still be in use: the reader's, or the
  * first claim the writer has not released (whichever is older). */
+/* Indices run free and may wrap past 2^64 (a ring taken over with a large
+ * index): compare them by their difference. */
+static inline int idx_before(uint64_t a, uint64_t b)
+{
+  return (int64_t)(a - b) < 0;
+}
+
 static inline uint64_t writer_floor(const struct ipcring_writer *w, uint64_t r)
 {
   if (w->ccount) {
     uint64_t c = w->claims[w->chead].start;
-    if (c < r)
+    if (idx_before(c, r))
       return c;
   }
   return r;
@@ -1117,7 +1125,7 @@ static void claims_settle(struct ipcring_writer *w)
   uint64_t widx = w->widx;
   for (unsigned i = 0; i < w->ccount; i++) {
     struct claim *c = &w->claims[(w->chead + i) % IPCRING_CLAIMS_MAX];
-    if (c->end <= widx)
+    if (!idx_before(widx, c->end))
       continue;
     if (!c->finished)
       break;
@@ -1125,13 +1133,13 @@ static void claims_settle(struct ipcring_writer *w)
   }
   while (w->ccount) {
     struct claim *c = &w->claims[w->chead];
-    if (c->end > widx || !c->released)
+    if (idx_before(widx, c->end) || !c->released)
       break;
     w->chead = (w->chead + 1) % IPCRING_CLAIMS_MAX;
     w->ccount--;
   }
   if (!w->ccount && !w->reserved)
-    w->cidx = widx > w->cidx ? widx : w->cidx;
+    w->cidx = idx_before(w->cidx, widx) ? widx : w->cidx;
   if (widx != w->widx) {
     w->widx = widx;
     writer_publish(w);
@@ -1187,7 +1195,7 @@ int ipcring_writer_claim_discard(ipcring_writer *w, uint64_t id)
   if (!c || c->finished)
     return -EINVAL;
   unsigned last = (w->chead + w->ccount - 1) % IPCRING_CLAIMS_MAX;
-  if (c == &w->claims[last] && c->start >= w->widx) {
+  if (c == &w->claims[last] && !idx_before(c->start, w->widx)) {
     /* The newest claim, not published: give its room back. */
     w->cidx = c->start;
     w->ccount--;
@@ -1412,6 +1420,7 @@ static int reader_setup(struct ipcring_reader *r, void *mem, uint64_t size)
   atomic_store(&r->released, ridx);
   atomic_store(&r->free_to, ridx);
   atomic_store(&r->take_end, 0);
+  atomic_store(&r->takes_used, 0);
   r->cached_w = widx;
   return 0;
 }
@@ -1548,7 +1557,7 @@ static int reader_poll(void *self)
   /* Pairs with the writer's release store in writer_publish(). */
   uint64_t w = ipcring_load_acquire_u64(&r->s.sh->write_index);
   if (!indices_ok(atomic_load_explicit(&r->released, memory_order_relaxed), w, r->s.cap) ||
-      w < r->ridx)
+      idx_before(w, r->ridx))
     return side_fail(&r->s);
   r->cached_w = w;
   if (eos > 1)
@@ -1591,7 +1600,7 @@ static void reader_publish(struct ipcring_reader *r, uint64_t idx)
  * out; then the release of the last of them frees it. */
 static void reader_consumed(struct ipcring_reader *r)
 {
-  if (!atomic_load_explicit(&r->take_end, memory_order_relaxed)) {
+  if (!r->takes_used) {
     reader_publish(r, r->ridx);
     return;
   }
@@ -1599,7 +1608,8 @@ static void reader_consumed(struct ipcring_reader *r)
   atomic_store_explicit(&r->free_to, r->ridx, memory_order_release);
   pthread_mutex_lock(&r->release_lock);
   uint64_t rel = atomic_load_explicit(&r->released, memory_order_relaxed);
-  if (rel >= atomic_load_explicit(&r->take_end, memory_order_relaxed) && r->ridx > rel)
+  if (!idx_before(rel, atomic_load_explicit(&r->take_end, memory_order_relaxed)) &&
+      idx_before(rel, r->ridx))
     reader_publish(r, r->ridx);
   pthread_mutex_unlock(&r->release_lock);
 }
@@ -1702,6 +1712,7 @@ int ipcring_reader_take(ipcring_reader *r, struct ipcring_record_ref *ref, int64
   ref->end = r->ridx;
   /* take_end before free_to: ipcring_reader_release_to() loads them in the
    * opposite order, so a free_to it sees is never past a take it does not. */
+  atomic_store_explicit(&r->takes_used, 1, memory_order_relaxed);
   atomic_store_explicit(&r->take_end, r->ridx, memory_order_release);
   atomic_store_explicit(&r->free_to, r->ridx, memory_order_release);
   return 0;
@@ -1716,11 +1727,11 @@ int ipcring_reader_release_to(ipcring_reader *r, uint64_t end)
   uint64_t f = atomic_load_explicit(&r->free_to, memory_order_acquire);
   uint64_t te = atomic_load_explicit(&r->take_end, memory_order_acquire);
   uint64_t rel = atomic_load_explicit(&r->released, memory_order_relaxed);
-  if (end > te || te == 0) {
+  if (!r->takes_used || idx_before(te, end)) {
     rc = -EINVAL;
-  } else if (end > rel) {
+  } else if (idx_before(rel, end)) {
     /* The last take released: what was consumed after it goes too. */
-    if (end == te && f > end)
+    if (end == te && idx_before(end, f))
       end = f;
     reader_publish(r, end);
   }

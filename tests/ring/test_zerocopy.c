@@ -6,8 +6,12 @@
 
 #include "ipcring.h"
 
+#include "ipcring-layout.h"
+
+#include <fcntl.h>
 #include <pthread.h>
 #include <stdatomic.h>
+#include <sys/mman.h>
 
 #define MS (1000000LL)
 #define SEC (1000000000LL)
@@ -338,6 +342,61 @@ static void test_release_from_other_thread_wakes_writer(void)
   pair_close(&p);
 }
 
+/* Regression test for claims compared by plain < on free-running indices
+ * (found by tests/ring/fuzz_writer.c): a ring taken over with indices just
+ * below 2^64 wraps them past zero, and claims, skips, takes and releases
+ * must behave there exactly as anywhere else. */
+static void test_indices_wrap_past_2_64(void)
+{
+  char *path = tu_path("wrap64");
+  ipcring_writer *w;
+  CHECK_RC(ipcring_writer_create(path, 4096, 0600, 0, &w), 0);
+  ipcring_writer_close(w); /* a stale ring: the next writer takes it over */
+  int fd = open(path, O_RDWR);
+  CHECK(fd >= 0, "open");
+  struct ipcring_shared *sh =
+      mmap(NULL, IPCRING_HEADER_SIZE, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+  CHECK(sh != MAP_FAILED, "map");
+  uint64_t start = UINT64_MAX - 20000 + 1 - 8; /* 8-aligned, 20008 below 2^64 */
+  atomic_store(&sh->write_index, start);
+  atomic_store(&sh->read_index, start);
+  munmap(sh, IPCRING_HEADER_SIZE);
+  close(fd);
+  struct pair p;
+  CHECK_RC(ipcring_writer_create(path, 4096, 0600, 0, &p.w), 0);
+  CHECK_RC(ipcring_reader_open(path, 0, &p.r), 0);
+  unsigned seq = 0;
+  for (int round = 0; round < 200; round++) {
+    size_t la = 8 + (size_t)(round * 53) % 900, lb = 8 + (size_t)(round * 29) % 700;
+    uint64_t a = claim_fill(p.w, la, (uint8_t)seq);
+    void *ptr;
+    uint64_t b;
+    int rc = ipcring_writer_claim(p.w, lb, 0, &ptr, &b);
+    if (rc == -EAGAIN) {
+      expect_empty(p.r);
+      rc = ipcring_writer_claim(p.w, lb, 0, &ptr, &b);
+    }
+    CHECK_RC(rc, 0);
+    memset(ptr, (uint8_t)(seq + 1), lb);
+    CHECK_RC(ipcring_writer_claim_submit(p.w, b, lb, seq + 1), 0);
+    CHECK_RC(ipcring_writer_claim_skip(p.w, a), 0); /* a never seen, kept until released */
+    struct ipcring_record_ref ref;
+    CHECK_RC(ipcring_reader_take(p.r, &ref, 0), 0);
+    CHECK(ref.tag == seq + 1 && ref.len == lb, "round %d: got tag %u", round, ref.tag);
+    CHECK_RC(ipcring_reader_release_to(p.r, ref.end), 0);
+    CHECK_RC(ipcring_writer_claim_release(p.w, a), 0);
+    CHECK_RC(ipcring_writer_claim_release(p.w, b), 0);
+    CHECK(ipcring_writer_claims(p.w) == 0, "round %d: claims left", round);
+    seq += 2;
+  }
+  struct ipcring_info info;
+  ipcring_writer_info(p.w, &info);
+  CHECK(info.write_index < start, "the write index wrapped past 2^64 (%llu)",
+        (unsigned long long)info.write_index);
+  pair_close(&p);
+  free(path);
+}
+
 int main(void)
 {
   setvbuf(stdout, NULL, _IOLBF, 0);
@@ -349,6 +408,7 @@ int main(void)
   RUN(test_claims_wrap);
   RUN(test_take_and_release_to);
   RUN(test_release_from_other_thread_wakes_writer);
+  RUN(test_indices_wrap_past_2_64);
   printf("all zero-copy ring tests passed\n");
   return 0;
 }
