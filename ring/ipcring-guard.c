@@ -33,14 +33,17 @@ static struct sigaction previous;
 static pthread_once_t install_once = PTHREAD_ONCE_INIT;
 static int install_error;
 
+/* Set by the first ipcring_guard_add(), before any range exists, so the
+ * handler only reads it. */
+static _Atomic size_t page_cached;
+
 static size_t page_size(void)
 {
-  static _Atomic size_t cached;
-  size_t p = atomic_load_explicit(&cached, memory_order_relaxed);
+  size_t p = atomic_load_explicit(&page_cached, memory_order_relaxed);
   if (!p) {
     long v = sysconf(_SC_PAGESIZE);
     p = v > 0 ? (size_t)v : 4096;
-    atomic_store_explicit(&cached, p, memory_order_relaxed);
+    atomic_store_explicit(&page_cached, p, memory_order_relaxed);
   }
   return p;
 }
@@ -105,13 +108,20 @@ static void on_sigbus(int sig, siginfo_t *si, void *ctx)
   /* Only the kernel's faults carry an address (si_code > 0); kill() fills
    * the same bytes with a pid and a uid. */
   if (si && si->si_code > 0 && guard_lookup((uintptr_t)si->si_addr, &start, &len, &failed)) {
-    /* The file behind the range shrank. Private zero pages take the whole
-     * range's place, so this access and every later one through it read
-     * zeros and write into memory nobody shares; the ring calls then return
-     * the sticky error. Replacing everything at once costs one signal, where
-     * page by page a long copy would take one per page. */
-    void *p = mmap((void *)start, len, PROT_READ | PROT_WRITE,
+    /* The file behind the range shrank. A private zero page takes the
+     * faulting page's place, so this access goes on (it reads zeros, its
+     * writes reach nobody) and the ring calls return the sticky error. Only
+     * that page: the rest of the range keeps what it maps, among which pages
+     * a private mapping already copied (a view's buffers that still hold
+     * data). Each page past the end faults once. Should the page not be
+     * replaceable on its own, the whole range is. */
+    size_t page = atomic_load_explicit(&page_cached, memory_order_relaxed);
+    uintptr_t at = (uintptr_t)si->si_addr / page * page;
+    void *p = mmap((void *)at, page, PROT_READ | PROT_WRITE,
                    MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED | MAP_NORESERVE, -1, 0);
+    if (p == MAP_FAILED)
+      p = mmap((void *)start, len, PROT_READ | PROT_WRITE,
+               MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED | MAP_NORESERVE, -1, 0);
     if (p != MAP_FAILED) {
       if (failed) {
         int expected = 0;

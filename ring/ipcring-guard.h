@@ -3,11 +3,11 @@
  *
  * A file mapping whose file was shrunk raises SIGBUS on access to the pages
  * past the new end. Every mapping of a ring file is registered here; a fault
- * inside a registered range replaces the whole range with private zero pages
- * (so the access that faulted, and every later one, goes on harmlessly) and
- * stores IPCRING_ERR_TRUNCATED into the range's failure word, which the ring
- * calls return as their sticky error. A fault anywhere else goes to the
- * handler that was installed before ours.
+ * inside a registered range replaces the faulting page with a private zero
+ * page (so the access that faulted goes on harmlessly; each page past the end
+ * faults once) and stores IPCRING_ERR_TRUNCATED into the range's failure
+ * word, which the ring calls return as their sticky error. A fault anywhere
+ * else goes to the handler that was installed before ours.
  *
  * The registry is a fixed array of slots, each guarded by a sequence counter,
  * so the handler reads it without locks or allocation. */

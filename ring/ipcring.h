@@ -42,8 +42,8 @@
  * Truncation: a file that shrinks under a mapping raises SIGBUS on access.
  * The library installs one process-wide SIGBUS handler (at the first mapping;
  * faults outside its mappings go to the handler installed before it). A fault
- * inside a ring's mapping, on either side, replaces that whole mapping with
- * private zero pages and fails the ring with the sticky -EFAULT: the access
+ * inside a ring's mapping, on either side, replaces the faulting page with a
+ * private zero page and fails the ring with the sticky -EFAULT: the access
  * that faulted reads zeros (at most the record being read or written at that
  * moment is garbage, as a hostile peer could make it anyway) and the next
  * call on the handle returns the error. A process that installs its own

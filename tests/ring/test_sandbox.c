@@ -902,10 +902,12 @@ static void test_truncate_both(void)
 }
 
 /* A second mapping of the data area (a zero-copy view) registered with the
- * reader: the cut seen through it fails the reader with -EFAULT and the view
- * reads zeros. The writer in the same process meets the cut on its next push
- * and fails too. Registration errors are reported; close removes views left
- * registered. */
+ * reader: the second half of the data area is cut off; a read past the cut
+ * through the view fails the reader with -EFAULT and reads zeros, while the
+ * first half (still in the file) keeps its bytes: only the faulting page is
+ * replaced. The writer in the same process meets the cut when its records
+ * reach it and fails too. Registration errors are reported; close removes
+ * views left registered. */
 static void test_view(void)
 {
   char *path = tu_path("view");
@@ -931,21 +933,28 @@ static void test_view(void)
   pid_t pid = tu_fork();
   if (pid == 0) {
     int cfd = open(path, O_RDWR | O_CLOEXEC);
-    _exit(cfd >= 0 && ftruncate(cfd, IPCRING_HEADER_SIZE) == 0 ? 0 : 1);
+    _exit(cfd >= 0 && ftruncate(cfd, IPCRING_HEADER_SIZE + CAP / 2) == 0 ? 0 : 1);
   }
   int st = tu_reap(pid, 10000);
   CHECK_CHILD_OK(st);
+  volatile const uint8_t *past_cut = view + CAP / 2 + 100;
   uint8_t sum = 0;
   for (size_t i = 0; i < REC_PAYLOAD; i++)
-    sum |= ((volatile const uint8_t *)through_view)[i];
-  CHECK(sum == 0, "the view did not read zeros after the cut");
+    sum |= past_cut[i];
+  CHECK(sum == 0, "the view did not read zeros past the cut");
   CHECK(ipcring_guard_faults() == faults + 1, "faults %lu, expected %lu", ipcring_guard_faults(),
         faults + 1);
+  CHECK(payload_ok(through_view, ref.len, ref.tag, 0), "the view lost a page before the cut");
   CHECK_RC(ipcring_reader_take(r, &ref, 0), -EFAULT);
   CHECK_RC(ipcring_reader_release_to(r, ref.end), 0);
-  int rc = push_rec(w, 10, 0); /* meets the cut: completes into zero pages */
-  CHECK(rc == 0 || rc == -EFAULT, "push after the cut: %d", rc);
-  CHECK_RC(push_rec(w, 11, 0), -EFAULT);
+  /* The writer has room for the whole ring (the reader released one record)
+   * and reaches the cut at record CAP / 2 / REC_SIZE. */
+  uint64_t seq = 10;
+  int rc;
+  while ((rc = push_rec(w, seq, 0)) == 0 && seq < 2 * SLOTS)
+    seq++;
+  CHECK(rc == -EFAULT && seq >= CAP / 2 / REC_SIZE, "push %" PRIu64 " after the cut: %d", seq,
+        rc);
   CHECK_RC(ipcring_reader_unregister_view(r, view), 0);
   CHECK_RC(ipcring_reader_unregister_view(r, view), -ENOENT);
   munmap(view, CAP);
