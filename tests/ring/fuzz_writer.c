@@ -25,13 +25,9 @@
  *     over a submitted claim's payload before that claim is released;
  *   - its errors are the documented ones.
  *
- * Known finding, not fixed yet: with claims open and the indices on both
- * sides of 2^64 (a start near UINT64_MAX, or a read index moved back across
- * 0), the writer overwrites published records the reader has not released
- * (writer_floor() compares a claim's start with the read index without
- * wrapping). FUZZ_WRITER_SKIP_WRAP=1 turns the data checks off for the rest
- * of an input from the first such call, so a long run can look for anything
- * else; drop it once that is fixed.
+ * It found the claims comparing free-running indices with < (a claim's
+ * start against the read index, across 2^64), fixed since; inputs that start
+ * near UINT64_MAX keep that covered.
  *
  * Seeds: none are needed (any input is a program).
  */
@@ -110,7 +106,6 @@ struct state {
   uint8_t header_before[SHARED_BYTES];
   uint8_t *shadow;       /* the data area as published: valid over the protected span */
   uint64_t prot_from, prot_len; /* protected span of this call */
-  int check_data;        /* 0: data checks are off for the rest of the input */
 };
 
 static void check_ptr(struct state *s, const void *p, size_t len)
@@ -164,29 +159,6 @@ static void before_call(struct state *s)
   }
 }
 
-/* FUZZ_WRITER_SKIP_WRAP=1: see the known finding above. */
-static int skip_wrap = -1;
-
-/* Do the indices in play lie on both sides of 2^64? */
-static int straddles(struct state *s)
-{
-  const uint64_t low = (uint64_t)1 << 62, high = UINT64_MAX - low;
-  uint64_t v[4 + IPCRING_CLAIMS_MAX];
-  unsigned n = 0;
-  v[n++] = atomic_load_explicit(&s->sh->read_index, memory_order_relaxed);
-  v[n++] = s->released;
-  v[n++] = s->pub;
-  v[n++] = s->w ? ipcring_writer_read_index(s->w) : s->released;
-  for (unsigned i = 0; i < s->nclaims; i++)
-    v[n++] = s->claims[i].id;
-  int lo = 0, hi = 0;
-  for (unsigned i = 0; i < n; i++) {
-    lo |= v[i] < low;
-    hi |= v[i] > high;
-  }
-  return lo && hi;
-}
-
 /* After it: only its own header fields changed, the protected span and the
  * open payloads are intact. */
 static void after_call(struct state *s)
@@ -210,21 +182,14 @@ static void after_call(struct state *s)
   uint32_t rw0;
   memcpy(&rw0, s->header_before + OFF(reader_wait), 4);
   REQUIRE(rw == rw0 || rw == IPCRING_WAIT_IDLE);
-  if (skip_wrap < 0)
-    skip_wrap = getenv("FUZZ_WRITER_SKIP_WRAP") != NULL;
-  /* Once skipped, the shadow may hold bytes the known bug overwrote: the
-   * data checks stay off for the rest of this input. */
-  if (skip_wrap && straddles(s))
-    s->check_data = 0;
-  int check_data = s->check_data;
-  if (check_data && !shadow_same(s, s->prot_from, s->prot_len)) {
+  if (!shadow_same(s, s->prot_from, s->prot_len)) {
     fprintf(stderr, "fuzz_writer: unreleased bytes from index %llu (%llu) overwritten\n",
             (unsigned long long)s->prot_from, (unsigned long long)s->prot_len);
     abort();
   }
-  if (s->res.ptr && check_data)
+  if (s->res.ptr)
     check_held(&s->res);
-  for (unsigned i = 0; i < s->nclaims && check_data; i++)
+  for (unsigned i = 0; i < s->nclaims; i++)
     check_held(&s->claims[i]);
   /* The reader may have scribbled on the write index: only a store by the
    * writer (a change during the call) says where it published. */
@@ -312,8 +277,7 @@ static void step(struct state *s, struct input *in)
       s->res.ptr = NULL;
     } else if (s->res.ptr) {
       s->res.kept = kept;
-      if (s->check_data)
-        check_held(&s->res);
+      check_held(&s->res);
     }
     break;
   }
@@ -383,8 +347,7 @@ static void step(struct state *s, struct input *in)
       h->submitted = 1;
     } else {
       h->kept = kept;
-      if (s->check_data)
-        check_held(h);
+      check_held(h);
     }
     break;
   }
@@ -534,7 +497,6 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t n)
   int rc = ipcring_writer_attach_mem(s.mem, s.size, &s.w);
   REQUIRE(rc == 0);
   s.pub = s.released = start;
-  s.check_data = 1;
   for (int i = 0; i < STEPS_MAX && in.pos < in.n; i++)
     step(&s, &in);
   before_call(&s);
