@@ -1013,9 +1013,14 @@ static int chain_child(int with_user_handler, int by_kill)
   return 64;
 }
 
+/* Did SIGBUS have its default action when the test started (before any
+ * ring)? Not under a sanitizer, which installs a handler of its own. */
+static int bus_was_default = -1;
+
 /* A SIGBUS that is not a ring's goes where it went before the library came:
  * the default action kills, a handler installed earlier runs, and a SIGBUS
- * sent with kill() is not taken for a fault. */
+ * sent with kill() is not taken for a fault. Under a sanitizer the "default"
+ * cases meet the sanitizer's handler instead, which ends the process too. */
 static void test_chaining(void)
 {
   const struct {
@@ -1033,9 +1038,13 @@ static void test_chaining(void)
     if (pid == 0)
       _exit(chain_child(cases[i].user, cases[i].by_kill));
     int st = tu_reap(pid, 10000);
-    if (cases[i].sig)
+    if (cases[i].sig && bus_was_default)
       CHECK(WIFSIGNALED(st) && WTERMSIG(st) == cases[i].sig, "%s: status %#x, expected signal %d",
             cases[i].what, st, cases[i].sig);
+    else if (cases[i].sig)
+      CHECK(WIFSIGNALED(st) || (WIFEXITED(st) && WEXITSTATUS(st) != 0 &&
+                                WEXITSTATUS(st) != 61 && WEXITSTATUS(st) != 64),
+            "%s: status %#x: the process went on after the signal", cases[i].what, st);
     else
       CHECK(WIFEXITED(st) && WEXITSTATUS(st) == cases[i].exit, "%s: status %#x, expected exit %d",
             cases[i].what, st, cases[i].exit);
@@ -1083,6 +1092,9 @@ int main(int argc, char **argv)
   if (argc == 3 && strcmp(argv[1], "reader-child") == 0)
     return child_reader_main(atoi(argv[2]));
   setvbuf(stdout, NULL, _IOLBF, 0);
+  struct sigaction bus;
+  CHECK(sigaction(SIGBUS, NULL, &bus) == 0, "sigaction");
+  bus_was_default = !(bus.sa_flags & SA_SIGINFO) && bus.sa_handler == SIG_DFL;
   int probe = ipcring_memfd_create(0, NULL);
   if (probe == -ENOSYS) {
     printf("no memfd on this system: skipped\n");
