@@ -28,6 +28,9 @@ struct guard_slot {
 };
 
 static struct guard_slot slots[IPCRING_GUARD_SLOTS];
+/* One past the highest slot ever used: scans stop there (a process with a
+ * few rings looks at a few slots; one without any, at none). Only grows. */
+static _Atomic unsigned slots_used;
 static _Atomic unsigned long fault_count;
 static struct sigaction previous;
 static pthread_once_t install_once = PTHREAD_ONCE_INIT;
@@ -78,7 +81,8 @@ static void chain(int sig, siginfo_t *si, void *ctx)
  * reading of the slot. */
 static int guard_lookup(uintptr_t addr, uintptr_t *start, size_t *len, int **failed)
 {
-  for (unsigned i = 0; i < IPCRING_GUARD_SLOTS; i++) {
+  unsigned used = atomic_load_explicit(&slots_used, memory_order_acquire);
+  for (unsigned i = 0; i < used; i++) {
     struct guard_slot *g = &slots[i];
     unsigned s1 = atomic_load_explicit(&g->seq, memory_order_acquire);
     if (s1 & 1)
@@ -160,7 +164,8 @@ int ipcring_guard_add(void *addr, size_t len, int *failed)
   pthread_once(&install_once, install);
   if (install_error)
     return install_error;
-  for (unsigned i = 0; i < IPCRING_GUARD_SLOTS; i++) {
+  unsigned used = atomic_load_explicit(&slots_used, memory_order_acquire);
+  for (unsigned i = 0; i < used; i++) {
     struct guard_slot *g = &slots[i];
     if (atomic_load_explicit(&g->start, memory_order_relaxed) == a)
       return -EEXIST;
@@ -181,6 +186,12 @@ int ipcring_guard_add(void *addr, size_t len, int *failed)
     atomic_store_explicit(&g->failed, failed, memory_order_relaxed);
     atomic_store_explicit(&g->start, a, memory_order_relaxed);
     atomic_store_explicit(&g->seq, s + 2, memory_order_release);
+    /* Raise the scans' bound past this slot, after the slot is complete. */
+    unsigned cur = atomic_load_explicit(&slots_used, memory_order_relaxed);
+    while (cur < i + 1 &&
+           !atomic_compare_exchange_weak_explicit(&slots_used, &cur, i + 1, memory_order_release,
+                                                  memory_order_relaxed))
+      ;
     return 0;
   }
   return -EMFILE;
@@ -213,7 +224,8 @@ int ipcring_guard_remove(void *addr, int *failed)
 {
   if (!addr)
     return -ENOENT;
-  for (unsigned i = 0; i < IPCRING_GUARD_SLOTS; i++)
+  unsigned used = atomic_load_explicit(&slots_used, memory_order_acquire);
+  for (unsigned i = 0; i < used; i++)
     if (slot_free_if(&slots[i], (uintptr_t)addr, failed))
       return 0;
   return -ENOENT;
@@ -224,7 +236,8 @@ int ipcring_guard_remove_all(int *failed)
   int n = 0;
   if (!failed)
     return 0;
-  for (unsigned i = 0; i < IPCRING_GUARD_SLOTS; i++)
+  unsigned used = atomic_load_explicit(&slots_used, memory_order_acquire);
+  for (unsigned i = 0; i < used; i++)
     n += slot_free_if(&slots[i], 0, failed);
   return n;
 }
