@@ -1,17 +1,616 @@
 /* Encoding and decoding of ipcring records (see ipcring-protocol.h).
  *
  * Decoding treats its input as hostile: lengths are checked, strings are
- * copied and bounded before parsing, and every event is rebuilt through the
+ * copied and bounded before parsing, every structure and caps string is
+ * checked against a strict grammar before GStreamer's parser sees it (see
+ * "What the reader accepts" below), and every event is rebuilt through the
  * public constructor of its type from fields read with typed getters, so a
  * malformed structure can never become an event that crashes a parser. */
 #include "ipcring-protocol.h"
 
 #include <string.h>
 
-gboolean
-ipcring_wire_event_is_carried (GstEvent * event)
+/* ---- What the reader accepts -------------------------------------------
+ *
+ * GStreamer's structure and caps parser (1.22) is not safe on hostile text:
+ * names that do not start with a letter trip a critical; a (buffer) value
+ * with a non-hex digit is used after it is freed; (GDateTime) values that do
+ * not parse and (taglist) values that do not start with "taglist" trip
+ * criticals; a list or array whose element does not parse (or that the
+ * string ends inside) is leaked; ranges with start >= end trip criticals;
+ * trailing text without an end pointer warns; nesting has no depth limit;
+ * and every name it meets becomes a GQuark that is never freed.
+ *
+ * So every string is first walked by check_structure()/check_caps(), which
+ * follow the parser's own grammar (the same tokens, the same whitespace
+ * rules, the same type resolution) but accept only a subset of it:
+ *   - structure names: a letter, then letters, digits and "/-_.:+" (what
+ *     gst_structure_validate_name() accepts), unquoted; not the 0.10 raw
+ *     names GStreamer warns about; in caps not EMPTY, ANY or NONE (they
+ *     would print as the special caps of that name);
+ *   - caps features: namespace:Name (letters, then a letter and letters or
+ *     digits), separated by ", "; not ANY;
+ *   - field names: the parser's unquoted string characters;
+ *   - value types (casts and their inheritance into lists and arrays):
+ *     int, uint, int64, uint64, long, ulong, uchar, float, double, boolean,
+ *     string, fraction, bitmask and flag sets anywhere; buffer anywhere
+ *     but in a tag list, as an even number of hex digits; a tag list only
+ *     as a field of a tag event; date and datetime (GstDateTime) only inside
+ *     that tag list; a structure or caps only in custom events; ranges
+ *     of int, int64, double and fraction with start < end (and a step that
+ *     divides both) only in custom events; lists and arrays of all these;
+ *   - at most MAX_DEPTH levels of lists, arrays, ranges and nested strings;
+ *   - nothing after the structure (a top-level event string may end in ';').
+ * Every scalar is deserialized once on its own, with the type and the text
+ * the parser will use, so that the parser never fails inside a list (which
+ * would leak). Names that are not GQuarks yet are charged to a
+ * process-wide budget of IPCRING_MAX_NEW_NAMES (refunded for names that a
+ * refused record did not intern after all); a record that needs more is
+ * refused. The encoder applies the same check to what it writes, so the
+ * sink never carries an event that a reader would refuse. */
+
+#define MAX_DEPTH 16
+#define MAX_NAME_LEN 255
+
+enum
 {
-  switch (GST_EVENT_TYPE (event)) {
+  ALLOW_NESTED = 1 << 0,        /* structure and caps values */
+  ALLOW_RANGES = 1 << 1,
+  ALLOW_TAGLIST = 1 << 2,       /* a tag list value */
+  IN_TAGLIST = 1 << 3,          /* dates, no buffers */
+};
+
+typedef struct
+{
+  guint depth;
+  GHashTable *new_names;        /* NULL: no budget (the encoder) */
+  const gchar *why;
+} Check;
+
+static GMutex names_lock;
+static guint names_used;
+
+static gboolean
+fail (Check * c, const gchar * why)
+{
+  if (!c->why)
+    c->why = why;
+  return FALSE;
+}
+
+static gboolean
+is_string_char (gchar ch)
+{
+  return g_ascii_isalnum (ch) || ch == '_' || ch == '-' || ch == '+' || ch == '/'
+      || ch == ':' || ch == '.';
+}
+
+static const gchar *
+simple_end (const gchar * s)
+{
+  while (is_string_char (*s))
+    s++;
+  return s;
+}
+
+static const gchar *
+skip_space (const gchar * s)
+{
+  while (g_ascii_isspace (*s))
+    s++;
+  return s;
+}
+
+/* A name the parser will intern: bounded, and charged to the budget unless
+ * it is a GQuark already. */
+static gboolean
+charge_name (Check * c, const gchar * name, gsize len)
+{
+  if (len > MAX_NAME_LEN)
+    return fail (c, "name too long");
+  if (!c->new_names)
+    return TRUE;
+  gchar *n = g_strndup (name, len);
+  if (g_quark_try_string (n) || g_hash_table_contains (c->new_names, n)) {
+    g_free (n);
+    return TRUE;
+  }
+  g_mutex_lock (&names_lock);
+  gboolean ok = names_used < IPCRING_MAX_NEW_NAMES;
+  if (ok)
+    names_used++;
+  g_mutex_unlock (&names_lock);
+  if (!ok) {
+    g_free (n);
+    return fail (c, "too many distinct new names (structure, field, tag or caps feature)");
+  }
+  g_hash_table_add (c->new_names, n);
+  return TRUE;
+}
+
+static void
+check_init (Check * c, gboolean budget)
+{
+  c->depth = 0;
+  c->why = NULL;
+  c->new_names = budget ? g_hash_table_new_full (g_str_hash, g_str_equal, g_free, NULL) : NULL;
+}
+
+/* Refunds the names that did not become GQuarks after all. */
+static void
+check_finish (Check * c)
+{
+  if (!c->new_names)
+    return;
+  guint refund = 0;
+  GHashTableIter it;
+  gpointer key;
+  g_hash_table_iter_init (&it, c->new_names);
+  while (g_hash_table_iter_next (&it, &key, NULL))
+    if (!g_quark_try_string (key))
+      refund++;
+  g_mutex_lock (&names_lock);
+  names_used -= MIN (refund, names_used);
+  g_mutex_unlock (&names_lock);
+  g_hash_table_unref (c->new_names);
+  c->new_names = NULL;
+}
+
+/* The type a cast names, resolved as gst_structure_gtype_from_abbr() does:
+ * GStreamer's abbreviations, else the GType of that name. */
+static GType
+type_from_name (const gchar * name, gsize len)
+{
+  static const struct
+  {
+    const gchar *abbr;
+    GType (*type) (void);
+  } abbrs[] = {
+    {"int", NULL}, {"i", NULL}, {"uint", NULL}, {"u", NULL}, {"float", NULL},
+    {"f", NULL}, {"double", NULL}, {"d", NULL}, {"boolean", NULL}, {"bool", NULL},
+    {"b", NULL}, {"string", NULL}, {"str", NULL}, {"s", NULL},
+    {"buffer", gst_buffer_get_type}, {"fraction", gst_fraction_get_type},
+    {"structure", gst_structure_get_type}, {"date", g_date_get_type},
+    {"datetime", gst_date_time_get_type}, {"bitmask", gst_bitmask_get_type},
+    {"flagset", gst_flagset_get_type}, {"sample", gst_sample_get_type},
+    {"taglist", gst_tag_list_get_type}, {"type", NULL}, {"array", gst_value_array_get_type},
+    {"list", gst_value_list_get_type},
+  };
+  static const GType fundamental[] = {
+    G_TYPE_INT, G_TYPE_INT, G_TYPE_UINT, G_TYPE_UINT, G_TYPE_FLOAT, G_TYPE_FLOAT,
+    G_TYPE_DOUBLE, G_TYPE_DOUBLE, G_TYPE_BOOLEAN, G_TYPE_BOOLEAN, G_TYPE_BOOLEAN,
+    G_TYPE_STRING, G_TYPE_STRING, G_TYPE_STRING,
+  };
+  gchar *n = g_strndup (name, len);
+  GType t = G_TYPE_INVALID;
+  for (gsize i = 0; i < G_N_ELEMENTS (abbrs); i++) {
+    if (strcmp (n, abbrs[i].abbr) != 0)
+      continue;
+    if (i < G_N_ELEMENTS (fundamental))
+      t = fundamental[i];
+    else if (abbrs[i].type)
+      t = abbrs[i].type ();
+    else
+      t = G_TYPE_GTYPE;
+    g_free (n);
+    return t;
+  }
+  t = g_type_from_name (n);
+  g_free (n);
+  return t;
+}
+
+static gboolean
+type_allowed (GType t, guint flags)
+{
+  if (t == G_TYPE_INT || t == G_TYPE_UINT || t == G_TYPE_INT64 || t == G_TYPE_UINT64
+      || t == G_TYPE_LONG || t == G_TYPE_ULONG || t == G_TYPE_UCHAR || t == G_TYPE_FLOAT
+      || t == G_TYPE_DOUBLE || t == G_TYPE_BOOLEAN || t == G_TYPE_STRING
+      || t == GST_TYPE_FRACTION || t == GST_TYPE_BITMASK)
+    return TRUE;
+  if (g_type_is_a (t, GST_TYPE_FLAG_SET))
+    return TRUE;
+  if (t == GST_TYPE_BUFFER)
+    return !(flags & IN_TAGLIST);
+  if (t == GST_TYPE_STRUCTURE || t == GST_TYPE_CAPS)
+    return (flags & ALLOW_NESTED) != 0;
+  if (t == GST_TYPE_TAG_LIST)
+    return (flags & ALLOW_TAGLIST) != 0;
+  if (t == G_TYPE_DATE || t == GST_TYPE_DATE_TIME)
+    return (flags & IN_TAGLIST) != 0;
+  return FALSE;
+}
+
+static gboolean check_structure (Check * c, const gchar * s, const gchar ** after,
+    guint flags, gboolean caps, gboolean taglist);
+static gboolean check_caps (Check * c, const gchar * s, guint flags, gboolean nested);
+
+/* The text of a nested structure, caps or tag list is whole. */
+static gboolean
+check_nested (Check * c, GType type, const gchar * v)
+{
+  const gchar *end = NULL;
+  if (c->depth >= MAX_DEPTH)
+    return fail (c, "values nested too deeply");
+  if (*v == '"')
+    return fail (c, "nested value quoted twice");
+  c->depth++;
+  gboolean ok;
+  if (type == GST_TYPE_CAPS)
+    ok = check_caps (c, v, ALLOW_NESTED | ALLOW_RANGES, TRUE);
+  else if (type == GST_TYPE_TAG_LIST)
+    ok = check_structure (c, v, &end, IN_TAGLIST, FALSE, TRUE) && *end == '\0';
+  else
+    ok = check_structure (c, v, &end, ALLOW_NESTED | ALLOW_RANGES, FALSE, FALSE)
+        && *end == '\0';
+  c->depth--;
+  return ok || fail (c, "nested value has text after its end");
+}
+
+/* Deserializes v as the parser will (with type, or trying the parser's
+ * list of types when there is none). The value is kept in out if given. */
+static gboolean
+check_scalar (Check * c, GType type, const gchar * v, GValue * out)
+{
+  if (type == G_TYPE_INVALID) {
+    const GType tries[] = { G_TYPE_INT, G_TYPE_DOUBLE, GST_TYPE_FRACTION, GST_TYPE_FLAG_SET,
+      G_TYPE_BOOLEAN, G_TYPE_STRING
+    };
+    for (gsize i = 0; i < G_N_ELEMENTS (tries); i++) {
+      GValue tmp = G_VALUE_INIT;
+      g_value_init (&tmp, tries[i]);
+      if (gst_value_deserialize (&tmp, v)) {
+        if (out)
+          *out = tmp;
+        else
+          g_value_unset (&tmp);
+        return TRUE;
+      }
+      g_value_unset (&tmp);
+    }
+    return fail (c, "value does not parse");
+  }
+  if (type == GST_TYPE_BUFFER) {
+    gsize n = strlen (v);
+    if (n % 2)
+      return fail (c, "buffer value of odd length");
+    for (gsize i = 0; i < n; i++)
+      if (!g_ascii_isxdigit (v[i]))
+        return fail (c, "buffer value with a character that is not a hex digit");
+  } else if (type == GST_TYPE_TAG_LIST) {
+    if (!g_str_has_prefix (v, "taglist"))
+      return fail (c, "tag list value not starting with \"taglist\"");
+    if (!check_nested (c, type, v))
+      return FALSE;
+  } else if (type == GST_TYPE_STRUCTURE || type == GST_TYPE_CAPS) {
+    if (!check_nested (c, type, v))
+      return FALSE;
+  }
+  GValue tmp = G_VALUE_INIT;
+  g_value_init (&tmp, type);
+  if (!gst_value_deserialize (&tmp, v)) {
+    g_value_unset (&tmp);
+    return fail (c, "value does not parse as its type");
+  }
+  if (out)
+    *out = tmp;
+  else
+    g_value_unset (&tmp);
+  return TRUE;
+}
+
+static gboolean
+range_ok (const GValue * v, guint n)
+{
+  GType t = G_VALUE_TYPE (&v[0]);
+  if (n < 2 || G_VALUE_TYPE (&v[1]) != t || (n == 3 && G_VALUE_TYPE (&v[2]) != t))
+    return FALSE;
+  if (t == G_TYPE_INT || t == G_TYPE_INT64) {
+    gint64 a, b, step = 1;
+    if (t == G_TYPE_INT) {
+      a = g_value_get_int (&v[0]);
+      b = g_value_get_int (&v[1]);
+      if (n == 3)
+        step = g_value_get_int (&v[2]);
+    } else {
+      a = g_value_get_int64 (&v[0]);
+      b = g_value_get_int64 (&v[1]);
+      if (n == 3)
+        step = g_value_get_int64 (&v[2]);
+    }
+    return a < b && step > 0 && a % step == 0 && b % step == 0;
+  }
+  if (n != 2)
+    return FALSE;
+  if (t == G_TYPE_DOUBLE)
+    return g_value_get_double (&v[0]) < g_value_get_double (&v[1]);
+  if (t == GST_TYPE_FRACTION)
+    return gst_value_compare (&v[0], &v[1]) == GST_VALUE_LESS_THAN;
+  return FALSE;
+}
+
+/* One value at s, as _priv_gst_value_parse_value() reads it. */
+static gboolean
+check_value (Check * c, const gchar * s, GType type, const gchar ** after, guint flags,
+    GValue * out)
+{
+  s = skip_space (s);
+  if (*s == '(') {
+    s = skip_space (s + 1);
+    const gchar *e = simple_end (s);
+    if (e == s)
+      return fail (c, "type name missing");
+    type = type_from_name (s, e - s);
+    if (type == G_TYPE_INVALID || !type_allowed (type, flags))
+      return fail (c, "value of a type the reader does not accept");
+    s = skip_space (e);
+    if (*s != ')')
+      return fail (c, "type name not closed");
+    s++;
+  }
+  s = skip_space (s);
+  if (*s == '[' || *s == '{' || *s == '<') {
+    if (out)
+      return fail (c, "range of lists");
+    if (c->depth >= MAX_DEPTH)
+      return fail (c, "values nested too deeply");
+    if (*s == '[' && !(flags & ALLOW_RANGES))
+      return fail (c, "range where none is accepted");
+    c->depth++;
+    gboolean ok = TRUE;
+    if (*s == '[') {
+      GValue v[3] = { G_VALUE_INIT, G_VALUE_INIT, G_VALUE_INIT };
+      guint n = 0;
+      s++;
+      while (ok) {
+        if (n == 3) {
+          ok = fail (c, "range of more than three values");
+          break;
+        }
+        if (!check_value (c, s, type, &s, flags, &v[n])) {
+          ok = FALSE;
+          break;
+        }
+        n++;
+        s = skip_space (s);
+        if (*s == ']') {
+          s++;
+          break;
+        }
+        if (*s != ',')
+          ok = fail (c, "range not closed");
+        else
+          s = skip_space (s + 1);
+      }
+      if (ok && !range_ok (v, n))
+        ok = fail (c, "range that GStreamer cannot make");
+      for (guint i = 0; i < n; i++)
+        g_value_unset (&v[i]);
+    } else {
+      gchar close = *s == '{' ? '}' : '>';
+      s = skip_space (s + 1);
+      if (*s == close)
+        s++;
+      else {
+        while (ok) {
+          if (!check_value (c, s, type, &s, flags, NULL)) {
+            ok = FALSE;
+            break;
+          }
+          s = skip_space (s);
+          if (*s == close) {
+            s++;
+            break;
+          }
+          if (*s != ',')
+            ok = fail (c, "list or array not closed");
+          else
+            s = skip_space (s + 1);
+        }
+      }
+    }
+    c->depth--;
+    *after = s;
+    return ok;
+  }
+  /* A scalar: a quoted string (unescaped unless it is a string value, which
+   * keeps its quotes for gst_value_deserialize()) or a run of unquoted
+   * string characters. */
+  gchar *v;
+  if (*s == '"') {
+    gboolean unescape = type != G_TYPE_STRING;
+    const gchar *p = s + 1;
+    GString *u = g_string_new (NULL);
+    while (*p != '"') {
+      if (*p == '\0' || (*p == '\\' && p[1] == '\0')) {
+        g_string_free (u, TRUE);
+        return fail (c, "string not terminated");
+      }
+      if (*p == '\\')
+        p++;
+      g_string_append_c (u, *p);
+      p++;
+    }
+    p++;
+    if (unescape)
+      v = g_string_free (u, FALSE);
+    else {
+      g_string_free (u, TRUE);
+      v = g_strndup (s, p - s);
+    }
+    s = p;
+  } else {
+    const gchar *e = simple_end (s);
+    if (e == s)
+      return fail (c, "value missing");
+    v = g_strndup (s, e - s);
+    s = e;
+  }
+  gboolean ok = check_scalar (c, type, v, out);
+  g_free (v);
+  *after = s;
+  return ok;
+}
+
+static gboolean
+check_features (Check * c, const gchar * s, const gchar ** after)
+{
+  for (;;) {
+    const gchar *start = s;
+    while (g_ascii_isalpha (*s))
+      s++;
+    if (s == start || *s != ':' || !g_ascii_isalpha (s[1]))
+      return fail (c, "caps feature name not valid");
+    s++;
+    while (g_ascii_isalnum (*s))
+      s++;
+    if (!charge_name (c, start, s - start))
+      return FALSE;
+    if (*s == ')') {
+      *after = s + 1;
+      return TRUE;
+    }
+    if (s[0] != ',' || s[1] != ' ')
+      return fail (c, "caps features not valid");
+    s += 2;
+  }
+}
+
+/* A structure at s, as gst_structure_from_string() and the caps parser read
+ * it; *after is past its ';' if it has one. */
+static gboolean
+check_structure (Check * c, const gchar * s, const gchar ** after, guint flags,
+    gboolean caps, gboolean taglist)
+{
+  s = skip_space (s);
+  const gchar *e = simple_end (s);
+  if (!g_ascii_isalpha (*s))
+    return fail (c, "structure name not starting with a letter");
+  gsize len = e - s;
+  if ((len >= 12 && (strncmp (s, "video/x-raw-", 12) == 0
+              || strncmp (s, "audio/x-raw-", 12) == 0)))
+    return fail (c, "structure name of GStreamer 0.10");
+  if (caps && ((len == 3 && strncmp (s, "ANY", 3) == 0)
+          || (len == 4 && strncmp (s, "NONE", 4) == 0)
+          || (len == 5 && strncmp (s, "EMPTY", 5) == 0)))
+    return fail (c, "caps structure named EMPTY, ANY or NONE");
+  if (taglist && (len != 7 || strncmp (s, "taglist", 7) != 0))
+    return fail (c, "tag list structure not named \"taglist\"");
+  if (!charge_name (c, s, len))
+    return FALSE;
+  s = e;
+  if (caps && *s == '(' && !check_features (c, s + 1, &s))
+    return FALSE;
+  for (;;) {
+    s = skip_space (s);
+    if (*s == ';') {
+      s++;
+      break;
+    }
+    if (*s == '\0')
+      break;
+    if (*s != ',')
+      return fail (c, "structure with text between its fields");
+    s = skip_space (s + 1);
+    e = simple_end (s);
+    if (e == s)
+      return fail (c, "field name missing");
+    if (!charge_name (c, s, e - s))
+      return FALSE;
+    s = skip_space (e);
+    if (*s != '=')
+      return fail (c, "field without '='");
+    if (!check_value (c, s + 1, G_TYPE_INVALID, &s, flags, NULL))
+      return FALSE;
+  }
+  *after = s;
+  return TRUE;
+}
+
+/* Caps as gst_caps_from_string() reads them. Nested caps may be the special
+ * ones. */
+static gboolean
+check_caps (Check * c, const gchar * s, guint flags, gboolean nested)
+{
+  if (nested && (strcmp (s, "ANY") == 0 || strcmp (s, "EMPTY") == 0))
+    return TRUE;
+  guint n = 0;
+  for (;;) {
+    s = skip_space (s);
+    if (*s == '\0')
+      break;
+    if (!check_structure (c, s, &s, flags, TRUE, FALSE))
+      return FALSE;
+    n++;
+  }
+  return n > 0 || fail (c, "caps without a structure");
+}
+
+/* An event string: one structure, then nothing but an optional ';'. */
+static guint
+event_flags (GstEventType type)
+{
+  switch (type) {
+    case GST_EVENT_TAG:
+      return ALLOW_TAGLIST;
+    case GST_EVENT_CUSTOM_DOWNSTREAM:
+    case GST_EVENT_CUSTOM_DOWNSTREAM_STICKY:
+      return ALLOW_NESTED | ALLOW_RANGES;
+    default:
+      return 0;
+  }
+}
+
+static gboolean
+check_event_string (Check * c, GstEventType type, const gchar * s)
+{
+  const gchar *end = NULL;
+  if (!check_structure (c, s, &end, event_flags (type), FALSE, FALSE))
+    return FALSE;
+  return *end == '\0' || fail (c, "event structure has text after its end");
+}
+
+/* A tag list with only the tags this process knows, each value of the
+ * tag's registered type (and a value GStreamer lets a tag list hold):
+ * GStreamer's tag functions assume both. Other tags are dropped. */
+static gboolean
+tag_value_ok (const gchar * tag, const GValue * v, guint flags)
+{
+  if (!v || G_VALUE_TYPE (v) != gst_tag_get_type (tag) || !type_allowed (G_VALUE_TYPE (v), flags))
+    return FALSE;
+  if (G_VALUE_HOLDS_STRING (v)) {
+    const gchar *str = g_value_get_string (v);
+    return str && *str && g_utf8_validate (str, -1, NULL);
+  }
+  if (G_TYPE_IS_BOXED (G_VALUE_TYPE (v)))
+    return g_value_get_boxed (v) != NULL;
+  return TRUE;
+}
+
+static GstTagList *
+clean_tags (const GstTagList * in)
+{
+  GstTagList *out = gst_tag_list_new_empty ();
+  gint n = gst_tag_list_n_tags (in);
+  for (gint i = 0; i < n; i++) {
+    const gchar *tag = gst_tag_list_nth_tag_name (in, i);
+    if (!tag || !gst_tag_exists (tag))
+      continue;
+    guint size = gst_tag_list_get_tag_size (in, tag);
+    for (guint j = 0; j < size; j++) {
+      const GValue *v = gst_tag_list_get_value_index (in, tag, j);
+      if (tag_value_ok (tag, v, IN_TAGLIST))
+        gst_tag_list_add_value (out, GST_TAG_MERGE_APPEND, tag, v);
+    }
+  }
+  gst_tag_list_set_scope (out, gst_tag_list_get_scope (in));
+  return out;
+}
+
+static gboolean
+ipcring_wire_event_type_is_carried (guint32 type)
+{
+  switch (type) {
     case GST_EVENT_STREAM_START:
     case GST_EVENT_TAG:
     case GST_EVENT_GAP:
@@ -25,6 +624,12 @@ ipcring_wire_event_is_carried (GstEvent * event)
     default:
       return FALSE;
   }
+}
+
+gboolean
+ipcring_wire_event_is_carried (GstEvent * event)
+{
+  return ipcring_wire_event_type_is_carried (GST_EVENT_TYPE (event));
 }
 
 /* The structure that represents each carried event on the wire. */
@@ -49,8 +654,13 @@ event_to_structure (GstEvent * event)
     case GST_EVENT_TAG:{
       GstTagList *tags = NULL;
       gst_event_parse_tag (event, &tags);
-      return gst_structure_new ("tag", "taglist", GST_TYPE_TAG_LIST, tags,
+      /* Tags whose values a reader refuses (samples: images, attachments)
+       * or drops (unregistered, mistyped) are not carried. */
+      GstTagList *carried = clean_tags (tags);
+      GstStructure *s = gst_structure_new ("tag", "taglist", GST_TYPE_TAG_LIST, carried,
           "scope", G_TYPE_UINT, (guint) gst_tag_list_get_scope (tags), NULL);
+      gst_tag_list_unref (carried);
+      return s;
     }
     case GST_EVENT_GAP:{
       GstClockTime ts, dur;
@@ -121,6 +731,14 @@ ipcring_wire_encode_event (GstEvent * event, const gchar ** why)
     *why = "event too large to carry";
     return NULL;
   }
+  /* What a reader would refuse is not written. */
+  Check c;
+  check_init (&c, FALSE);
+  if (!check_event_string (&c, GST_EVENT_TYPE (event), str)) {
+    g_free (str);
+    *why = c.why;
+    return NULL;
+  }
   IpcRingWireEvent hdr = { (uint32_t) GST_EVENT_TYPE (event), gst_event_get_seqnum (event) };
   guint8 *buf = g_malloc (sizeof hdr + len);
   memcpy (buf, &hdr, sizeof hdr);
@@ -172,8 +790,19 @@ ipcring_wire_decode_caps (const guint8 * data, gsize len, const gchar ** why)
   gchar *s = copy_string (data, len, IPCRING_MAX_CAPS_STRING, why);
   if (!s)
     return NULL;
-  GstCaps *caps = gst_caps_from_string (s);
+  Check c;
+  check_init (&c, TRUE);
+  GstCaps *caps = NULL;
+  if (check_caps (&c, s, 0, FALSE))
+    caps = gst_caps_from_string (s);
+  check_finish (&c);
   g_free (s);
+  if (c.why) {
+    if (caps)
+      gst_caps_unref (caps);
+    *why = c.why;
+    return NULL;
+  }
   if (!caps) {
     *why = "caps do not parse";
     return NULL;
@@ -181,6 +810,24 @@ ipcring_wire_decode_caps (const guint8 * data, gsize len, const gchar ** why)
   if (!gst_caps_is_fixed (caps)) {
     gst_caps_unref (caps);
     *why = "caps are not fixed";
+    return NULL;
+  }
+  /* What a relay's sink would write for them must decode to equal caps
+   * (an untyped list of mixed values, say, prints with the type of its
+   * first value and then does not parse). */
+  gchar *again_str = gst_caps_to_string (caps);
+  Check again_check;
+  check_init (&again_check, FALSE);
+  GstCaps *again = NULL;
+  if (check_caps (&again_check, again_str, 0, FALSE))
+    again = gst_caps_from_string (again_str);
+  g_free (again_str);
+  gboolean same = again && gst_caps_is_equal (again, caps);
+  if (again)
+    gst_caps_unref (again);
+  if (!same) {
+    gst_caps_unref (caps);
+    *why = "caps would not be written again as themselves";
     return NULL;
   }
   return caps;
@@ -255,10 +902,12 @@ structure_to_event (GstEventType type, GstStructure * s, const gchar ** why)
       break;
     }
     case GST_EVENT_TAG:{
-      GstTagList *tags = NULL;
-      if (!gst_structure_get (s, "taglist", GST_TYPE_TAG_LIST, &tags, NULL))
+      GstTagList *parsed = NULL;
+      if (!gst_structure_get (s, "taglist", GST_TYPE_TAG_LIST, &parsed, NULL))
         break;
-      tags = gst_tag_list_make_writable (tags);
+      /* Unknown and mistyped tags are dropped, the others kept. */
+      GstTagList *tags = clean_tags (parsed);
+      gst_tag_list_unref (parsed);
       if (gst_structure_get_uint (s, "scope", &u) && u == GST_TAG_SCOPE_GLOBAL)
         gst_tag_list_set_scope (tags, GST_TAG_SCOPE_GLOBAL);
       else
@@ -324,17 +973,45 @@ ipcring_wire_decode_event (const guint8 * data, gsize len, const gchar ** why)
     return NULL;
   }
   memcpy (&hdr, data, sizeof hdr);
+  if (!ipcring_wire_event_type_is_carried (hdr.type)) {
+    *why = "event type is not one that is carried";
+    return NULL;
+  }
   gchar *str = copy_string (data + sizeof hdr, len - sizeof hdr, IPCRING_MAX_EVENT_STRING, why);
   if (!str)
     return NULL;
-  GstStructure *s = gst_structure_from_string (str, NULL);
+  Check c;
+  check_init (&c, TRUE);
+  GstStructure *s = NULL;
+  gchar *end = NULL;
+  if (check_event_string (&c, (GstEventType) hdr.type, str))
+    s = gst_structure_from_string (str, &end);
+  check_finish (&c);
+  if (s && *end != '\0') {
+    gst_structure_free (s);
+    s = NULL;
+    c.why = "event structure has text after its end";
+  }
   g_free (str);
   if (!s) {
-    *why = "event structure does not parse";
+    *why = c.why ? c.why : "event structure does not parse";
     return NULL;
   }
   GstEvent *ev = structure_to_event ((GstEventType) hdr.type, s, why);
   gst_structure_free (s);
+  /* What a relay's sink would write for it must be what a reader accepts
+   * (an untyped list of mixed values, say, prints with the type of its
+   * first value and then does not parse). */
+  if (ev) {
+    const gchar *why_again = NULL;
+    GBytes *again = ipcring_wire_encode_event (ev, &why_again);
+    if (!again) {
+      gst_event_unref (ev);
+      *why = "event would not be written again";
+      return NULL;
+    }
+    g_bytes_unref (again);
+  }
   if (ev && hdr.seqnum)
     gst_event_set_seqnum (ev, hdr.seqnum);
   return ev;

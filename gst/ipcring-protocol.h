@@ -30,6 +30,11 @@ G_BEGIN_DECLS
 /* Limits on what a reader accepts; larger records are a protocol error. */
 #define IPCRING_MAX_CAPS_STRING (256u * 1024u)
 #define IPCRING_MAX_EVENT_STRING (4u * 1024u * 1024u)
+/* Every structure, field, tag and caps feature name a reader parses becomes
+ * a GQuark, which lives as long as the process. A process's readers intern
+ * at most this many names that were not GQuarks already; a record that needs
+ * more is refused. */
+#define IPCRING_MAX_NEW_NAMES 4096u
 
 /* STRM: the start of a consistent stream for a reader. Written when the
  * writer starts, and again (followed by all sticky events) whenever it sees
