@@ -63,6 +63,7 @@ enum
 typedef struct
 {
   guint depth;
+  guint in_list;                /* lists and arrays around the value */
   GHashTable *new_names;        /* NULL: no budget (the encoder) */
   const gchar *why;
 } Check;
@@ -132,6 +133,7 @@ static void
 check_init (Check * c, gboolean budget)
 {
   c->depth = 0;
+  c->in_list = 0;
   c->why = NULL;
   c->new_names = budget ? g_hash_table_new_full (g_str_hash, g_str_equal, g_free, NULL) : NULL;
 }
@@ -235,6 +237,8 @@ check_nested (Check * c, GType type, const gchar * v)
   if (*v == '"')
     return fail (c, "nested value quoted twice");
   c->depth++;
+  guint in_list = c->in_list;
+  c->in_list = 0;
   gboolean ok;
   if (type == GST_TYPE_CAPS)
     ok = check_caps (c, v, ALLOW_NESTED | ALLOW_RANGES, TRUE);
@@ -244,6 +248,7 @@ check_nested (Check * c, GType type, const gchar * v)
     ok = check_structure (c, v, &end, ALLOW_NESTED | ALLOW_RANGES, FALSE, FALSE)
         && *end == '\0';
   c->depth--;
+  c->in_list = in_list;
   return ok || fail (c, "nested value has text after its end");
 }
 
@@ -260,6 +265,10 @@ check_scalar (Check * c, GType type, const gchar * v, GValue * out)
       GValue tmp = G_VALUE_INIT;
       g_value_init (&tmp, tries[i]);
       if (gst_value_deserialize (&tmp, v)) {
+        if (c->in_list && G_VALUE_HOLDS_STRING (&tmp) && !g_value_get_string (&tmp)) {
+          g_value_unset (&tmp);
+          return fail (c, "NULL string in a list or array");
+        }
         if (out)
           *out = tmp;
         else
@@ -291,6 +300,11 @@ check_scalar (Check * c, GType type, const gchar * v, GValue * out)
   if (!gst_value_deserialize (&tmp, v)) {
     g_value_unset (&tmp);
     return fail (c, "value does not parse as its type");
+  }
+  /* GStreamer cannot print a NULL string in a list (it criticizes). */
+  if (c->in_list && G_VALUE_HOLDS_STRING (&tmp) && !g_value_get_string (&tmp)) {
+    g_value_unset (&tmp);
+    return fail (c, "NULL string in a list or array");
   }
   if (out)
     *out = tmp;
@@ -388,6 +402,7 @@ check_value (Check * c, const gchar * s, GType type, const gchar ** after, guint
         g_value_unset (&v[i]);
     } else {
       gchar close = *s == '{' ? '}' : '>';
+      c->in_list++;
       s = skip_space (s + 1);
       if (*s == close)
         s++;
@@ -408,6 +423,7 @@ check_value (Check * c, const gchar * s, GType type, const gchar ** after, guint
             s = skip_space (s + 1);
         }
       }
+      c->in_list--;
     }
     c->depth--;
     *after = s;
