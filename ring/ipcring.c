@@ -28,6 +28,12 @@
 /* How long a blocking call spins before it announces itself and sleeps, by
  * default (ipcring_*_set_spin() changes it per handle). */
 #define SPIN_NS 20000
+/* Adaptive spinning: when waits that ended in a sleep keep being short (the
+ * peer publishes every few hundred microseconds, like a producer of large
+ * frames), the next waits spin about as long as those took, up to this
+ * bound, so that steady streaming makes no futex calls; a wait longer than
+ * the bound (an idle or slow stream) drops back to the configured spin. */
+#define ADAPT_MAX_NS 500000
 /* Pause instructions before each poll while spinning (about 1 us). */
 #define SPIN_PAUSES 32
 /* Longest single sleep: peer liveness is checked after each, so a dead peer
@@ -83,7 +89,8 @@ struct ipcring_side {
   int lock_fd;  /* descriptor holding our lock, may equal fd */
   int failed;   /* sticky -EPROTO */
   _Atomic int interrupted;
-  int64_t spin_ns; /* how long a wait spins before it sleeps */
+  int64_t spin_ns;  /* how long a wait spins before it sleeps, at least */
+  int64_t spin_cur; /* adapted: up to ADAPT_MAX_NS (racy between two waiters: harmless) */
   uint64_t records, bytes;
   /* Counted with relaxed atomic adds: waits and wakes may come from two
    * threads (ipcring_writer_wait_read(), ipcring_reader_release_to()). */
@@ -304,7 +311,8 @@ static int side_wait(struct ipcring_side *s, _Atomic uint32_t *word, poll_fn pol
   int64_t start = now_ns();
   int64_t deadline = timeout_ns < 0 || timeout_ns > INT64_MAX - start ? INT64_MAX
                                                                       : start + timeout_ns;
-  int64_t spin_end = start + s->spin_ns;
+  int64_t spin_for = s->spin_cur > s->spin_ns ? s->spin_cur : s->spin_ns;
+  int64_t spin_end = start + spin_for;
   for (unsigned i = 1; spin; i++) {
     /* Pause before each look at the peer's index. Our caller found its
      * cached copy used up; looking again at once, and again after every
@@ -344,6 +352,13 @@ static int side_wait(struct ipcring_side *s, _Atomic uint32_t *word, poll_fn pol
     int64_t slice = deadline - t < SLICE_NS ? deadline - t : SLICE_NS;
     word_wait(word, IPCRING_WAIT_SLEEPING, slice);
     rc = poll(self);
+    if (rc > 0) {
+      /* Woken by data: spin that long next time, if it was short. */
+      int64_t took = now_ns() - start;
+      s->spin_cur = took < ADAPT_MAX_NS ? took + took / 2 : s->spin_ns;
+      if (s->spin_cur > ADAPT_MAX_NS)
+        s->spin_cur = ADAPT_MAX_NS;
+    }
     if (rc == 0)
       rc = idle(self);
     if (rc != 0) {
@@ -483,7 +498,7 @@ static struct ipcring_writer *writer_new(void)
   struct ipcring_writer *w = calloc(1, sizeof *w);
   if (w) {
     w->s.fd = w->s.lock_fd = -1;
-    w->s.spin_ns = SPIN_NS;
+    w->s.spin_ns = w->s.spin_cur = SPIN_NS;
   }
   return w;
 }
@@ -1308,12 +1323,12 @@ static int64_t spin_clamp(int64_t ns)
 
 void ipcring_writer_set_spin(ipcring_writer *w, int64_t ns)
 {
-  w->s.spin_ns = spin_clamp(ns);
+  w->s.spin_ns = w->s.spin_cur = spin_clamp(ns);
 }
 
 void ipcring_reader_set_spin(ipcring_reader *r, int64_t ns)
 {
-  r->s.spin_ns = spin_clamp(ns);
+  r->s.spin_ns = r->s.spin_cur = spin_clamp(ns);
 }
 
 uint64_t ipcring_writer_read_index(ipcring_writer *w)
@@ -1379,7 +1394,7 @@ static struct ipcring_reader *reader_new(void)
   struct ipcring_reader *r = calloc(1, sizeof *r);
   if (r) {
     r->s.fd = r->s.lock_fd = -1;
-    r->s.spin_ns = SPIN_NS;
+    r->s.spin_ns = r->s.spin_cur = SPIN_NS;
     r->writer_lost_gen = UINT64_MAX;
     pthread_mutex_init(&r->release_lock, NULL);
   }
