@@ -69,6 +69,8 @@ GST_DEBUG_CATEGORY_STATIC (ipcring_src_debug);
 #define GST_CAT_DEFAULT ipcring_src_debug
 
 #define DEFAULT_RING NULL
+#define DEFAULT_FD -1
+#define DEFAULT_SPIN_TIME (20 * GST_USECOND)
 #define DEFAULT_IS_LIVE FALSE
 #define DEFAULT_ON_WRITER_LOST GST_IPC_RING_ON_WRITER_LOST_ERROR
 #define DEFAULT_PAYLOAD GST_IPC_RING_PAYLOAD_AUTO
@@ -94,9 +96,11 @@ enum
 {
   PROP_0,
   PROP_RING,
+  PROP_FD,
   PROP_IS_LIVE,
   PROP_ON_WRITER_LOST,
   PROP_PAYLOAD,
+  PROP_SPIN_TIME,
   N_PROPERTIES
 };
 
@@ -111,8 +115,10 @@ struct _GstIpcRingSrc
 
   /* properties, under the object lock */
   gchar *ring;
+  gint fd;
   GstIpcRingOnWriterLost on_writer_lost;
   GstIpcRingPayload payload;
+  guint64 spin_time;
 
   /* the ring (its reader, the second mapping, the records out) and the
    * flushing flag, under lock; create() waits on cond for the ring file to
@@ -121,7 +127,9 @@ struct _GstIpcRingSrc
   GCond cond;
   IpcRingHolder *holder;
   gboolean flushing;
-  gchar *path;
+  gchar *path;                  /* the ring, or "fd N" for an inherited one */
+  gint open_fd;                 /* the fd property at start, -1: path */
+  guint64 open_spin;            /* spin-time at start */
   dev_t ring_dev;               /* the file the reader has open */
   ino_t ring_ino;
 
@@ -556,8 +564,10 @@ ensure_reader (GstIpcRingSrc * self)
       break;
     }
     ipcring_reader *r = NULL;
-    int rc = ipcring_reader_open (self->path, 0, &r);
+    int rc = self->open_fd >= 0 ? ipcring_reader_open_fd (self->open_fd, 0, &r)
+        : ipcring_reader_open (self->path, 0, &r);
     if (rc == 0) {
+      ipcring_reader_set_spin (r, (int64_t) self->open_spin);
       struct ipcring_info info;
       ipcring_reader_info (r, &info);
       /* The first reader starts at the beginning, where the stream record
@@ -567,7 +577,7 @@ ensure_reader (GstIpcRingSrc * self)
       self->holder = ipcring_holder_new (r, GST_OBJECT (self));
       choose_payload (self);
       GStatBuf st;
-      if (g_stat (self->path, &st) == 0) {
+      if (self->open_fd < 0 && g_stat (self->path, &st) == 0) {
         self->ring_dev = st.st_dev;
         self->ring_ino = st.st_ino;
       }
@@ -575,7 +585,7 @@ ensure_reader (GstIpcRingSrc * self)
           ", writer pid %d)", self->path, (guint64) info.reader_generation, info.writer_pid);
       break;
     }
-    if (rc == -ENOENT) {
+    if (rc == -ENOENT && self->open_fd < 0) {
       gchar *dir = g_path_get_dirname (self->path);
       gboolean dir_ok = g_file_test (dir, G_FILE_TEST_IS_DIR);
       g_free (dir);
@@ -598,6 +608,8 @@ static gboolean
 ring_replaced (GstIpcRingSrc * self)
 {
   GStatBuf st;
+  if (self->open_fd >= 0)
+    return FALSE;               /* an inherited ring is taken over in place */
   return g_stat (self->path, &st) == 0 && (st.st_dev != self->ring_dev
       || st.st_ino != self->ring_ino);
 }
@@ -633,7 +645,7 @@ reopen_reader (GstIpcRingSrc * self)
 static void
 remove_dead_ring (GstIpcRingSrc * self)
 {
-  if (ring_replaced (self)
+  if (self->open_fd >= 0 || ring_replaced (self)
       || ipcring_reader_writer_alive (ipcring_holder_reader (self->holder)))
     return;
   if (g_unlink (self->path) == 0)
@@ -791,14 +803,27 @@ gst_ipc_ring_src_start (GstBaseSrc * bsrc)
 
   GST_OBJECT_LOCK (self);
   gchar *path = g_strdup (self->ring);
+  gint fd = self->fd;
+  self->open_spin = self->spin_time;
   GST_OBJECT_UNLOCK (self);
-  if (!path || !*path) {
-    GST_ELEMENT_ERROR (self, RESOURCE, NOT_FOUND, ("No ring file given."),
-        ("Set the ring property to the path the ipcringsink writes, for example "
-            "ring=/dev/shm/video."));
+  if (fd >= 0 && path && *path) {
+    GST_ELEMENT_ERROR (self, RESOURCE, SETTINGS, ("Both ring=%s and fd=%d are set.", path, fd),
+        ("Set one of them: ring for a file path, fd for an inherited descriptor."));
     g_free (path);
     return FALSE;
   }
+  if (fd < 0 && (!path || !*path)) {
+    GST_ELEMENT_ERROR (self, RESOURCE, NOT_FOUND, ("No ring file given."),
+        ("Set the ring property to the path the ipcringsink writes, for example "
+            "ring=/dev/shm/video, or fd to an inherited descriptor of a ring."));
+    g_free (path);
+    return FALSE;
+  }
+  if (fd >= 0) {
+    g_free (path);
+    path = g_strdup_printf ("fd %d", fd);
+  }
+  self->open_fd = fd;
   g_mutex_lock (&self->lock);
   g_free (self->path);
   self->path = path;
@@ -902,6 +927,16 @@ gst_ipc_ring_src_set_property (GObject * object, guint prop_id, const GValue * v
       self->ring = g_value_dup_string (value);
       GST_OBJECT_UNLOCK (self);
       break;
+    case PROP_FD:
+      GST_OBJECT_LOCK (self);
+      self->fd = g_value_get_int (value);
+      GST_OBJECT_UNLOCK (self);
+      break;
+    case PROP_SPIN_TIME:
+      GST_OBJECT_LOCK (self);
+      self->spin_time = g_value_get_uint64 (value);
+      GST_OBJECT_UNLOCK (self);
+      break;
     case PROP_IS_LIVE:
       gst_base_src_set_live (GST_BASE_SRC (self), g_value_get_boolean (value));
       break;
@@ -931,6 +966,16 @@ gst_ipc_ring_src_get_property (GObject * object, guint prop_id, GValue * value,
     case PROP_RING:
       GST_OBJECT_LOCK (self);
       g_value_set_string (value, self->ring);
+      GST_OBJECT_UNLOCK (self);
+      break;
+    case PROP_FD:
+      GST_OBJECT_LOCK (self);
+      g_value_set_int (value, self->fd);
+      GST_OBJECT_UNLOCK (self);
+      break;
+    case PROP_SPIN_TIME:
+      GST_OBJECT_LOCK (self);
+      g_value_set_uint64 (value, self->spin_time);
       GST_OBJECT_UNLOCK (self);
       break;
     case PROP_IS_LIVE:
@@ -973,6 +1018,9 @@ static void
 gst_ipc_ring_src_init (GstIpcRingSrc * self)
 {
   self->ring = g_strdup (DEFAULT_RING);
+  self->fd = DEFAULT_FD;
+  self->open_fd = -1;
+  self->spin_time = DEFAULT_SPIN_TIME;
   self->on_writer_lost = DEFAULT_ON_WRITER_LOST;
   self->payload = DEFAULT_PAYLOAD;
   g_mutex_init (&self->lock);
@@ -1001,6 +1049,17 @@ gst_ipc_ring_src_class_init (GstIpcRingSrcClass * klass)
   properties[PROP_RING] = g_param_spec_string ("ring", "Ring",
       "Path of the ring file an ipcringsink writes, for example /dev/shm/video (required)",
       DEFAULT_RING, G_PARAM_READWRITE | G_PARAM_STATIC_STRINGS | GST_PARAM_MUTABLE_READY);
+  properties[PROP_FD] = g_param_spec_int ("fd", "File descriptor",
+      "An inherited file descriptor of a ring instead of a path, for example a sealed "
+      "memfd from ipcring-run (checked like a file; an unsealed memfd is refused); -1: use ring",
+      -1, G_MAXINT, DEFAULT_FD,
+      G_PARAM_READWRITE | G_PARAM_STATIC_STRINGS | GST_PARAM_MUTABLE_READY);
+  properties[PROP_SPIN_TIME] = g_param_spec_uint64 ("spin-time", "Spin time",
+      "Nanoseconds a wait for data spins before it sleeps, at least (it adapts up to 500 us "
+      "on its own for a steady stream). More than the gap between buffers keeps the source "
+      "awake: the lowest latency, a CPU busy while it waits",
+      0, GST_SECOND, DEFAULT_SPIN_TIME,
+      G_PARAM_READWRITE | G_PARAM_STATIC_STRINGS | GST_PARAM_MUTABLE_READY);
   properties[PROP_IS_LIVE] = g_param_spec_boolean ("is-live", "Is live",
       "Act as a live source", DEFAULT_IS_LIVE,
       G_PARAM_READWRITE | G_PARAM_STATIC_STRINGS | GST_PARAM_MUTABLE_READY);

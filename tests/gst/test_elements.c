@@ -1187,6 +1187,64 @@ src_fails (const gchar * ring, gint code)
 }
 
 /* A sink without a ring fails to start and says to set the ring property. */
+/* Rings in an inherited descriptor (the fd property of both elements): a
+ * sealed memfd carries a buffer from a sink harness to a src harness with no
+ * file at all; setting both ring and fd is a clear settings error. */
+GST_START_TEST (test_fd_rings)
+{
+  announce ("fd=N on both sides: a sealed memfd ring carries the stream");
+  int fd = ipcring_memfd_create (65536, "test");
+  if (fd == -ENOSYS) {
+    printf ("    (no memfd here: skipped)\n");
+    return;
+  }
+  fail_unless (fd >= 0, "ipcring_memfd_create: %s", ipcring_strerror (fd));
+  GstElement *e = gst_element_factory_make ("ipcringsink", NULL);
+  g_object_set (e, "fd", fd, NULL);
+  GstHarness *sink = gst_harness_new_with_element (e, "sink", NULL);
+  gst_object_unref (e);
+  gst_harness_set_src_caps_str (sink, "application/x-test");
+  GstHarness *src = gst_harness_new ("ipcringsrc");
+  g_object_set (src->element, "fd", fd, NULL);
+  gst_harness_play (src);
+  GstBuffer *buf = make_buffer (7, 1000, 1, 0);
+  GstBuffer *want = gst_buffer_copy_deep (buf);
+  fail_unless_equals_int (gst_harness_push (sink, buf), GST_FLOW_OK);
+  GstBuffer *got = gst_harness_pull (src);
+  fail_unless (got != NULL);
+  GstMapInfo a, b;
+  gst_buffer_map (want, &a, GST_MAP_READ);
+  gst_buffer_map (got, &b, GST_MAP_READ);
+  fail_unless (a.size == b.size && memcmp (a.data, b.data, a.size) == 0, "payload differs");
+  gst_buffer_unmap (want, &a);
+  gst_buffer_unmap (got, &b);
+  gst_buffer_unref (want);
+  gst_buffer_unref (got);
+  gst_harness_teardown (src);
+  gst_harness_teardown (sink);
+  close (fd);
+
+  announce ("ring and fd both set: start fails, says to set one");
+  GstBus *bus = gst_bus_new ();
+  e = gst_element_factory_make ("ipcringsink", NULL);
+  const gchar *dir = test_dir_new ();
+  gchar *ring = g_build_filename (dir, "ring", NULL);
+  g_object_set (e, "fd", 0, "ring", ring, NULL);
+  gst_element_set_bus (e, bus);
+  fail_unless (gst_element_set_state (e, GST_STATE_PAUSED) == GST_STATE_CHANGE_FAILURE);
+  gchar *text = expect_error (bus, 0, GST_RESOURCE_ERROR, GST_RESOURCE_ERROR_SETTINGS);
+  assert_contains (text, "Set one of them");
+  fail_if (g_file_test (ring, G_FILE_TEST_EXISTS), "a ring file was made");
+  g_free (text);
+  g_free (ring);
+  gst_element_set_state (e, GST_STATE_NULL);
+  gst_object_unref (e);
+  gst_object_unref (bus);
+  test_dir_cleanup ();
+}
+
+GST_END_TEST;
+
 GST_START_TEST (test_sink_without_ring)
 {
   announce ("no ring: start fails, says to set ring");
@@ -1760,6 +1818,7 @@ ipcring_elements_suite (void)
   tcase_add_test (tc, test_src_keeps_stream_segment);
   tcase_add_test (tc, test_caps_renegotiation);
   tcase_add_test (tc, test_largest_buffer);
+  tcase_add_test (tc, test_fd_rings);
   tcase_add_test (tc, test_sink_without_ring);
   tcase_add_test (tc, test_sink_bad_capacity);
   tcase_add_test (tc, test_sink_missing_directory);
