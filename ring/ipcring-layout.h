@@ -64,7 +64,20 @@ struct ipcring_shared {
   /* line 4: the writer's futex word, mirror image of line 3 */
   _Atomic uint32_t writer_wait;       /* 256 */
   uint8_t pad4[IPCRING_CACHELINE - 4];
+
+  /* line 5: the back channel's write index, written by the reader only */
+  _Atomic uint64_t back_write;        /* 320 free-running byte count, release-stored */
+  uint8_t pad5[IPCRING_CACHELINE - 8];
+
+  /* line 6: the back channel's read index, written by the writer only */
+  _Atomic uint64_t back_read;         /* 384 free-running byte count, release-stored */
+  uint8_t pad6[IPCRING_CACHELINE - 8];
 };
+
+/* The back channel: a small ring in the header page, from the reader to the
+ * writer (upstream events), with the same record format as the data area. */
+#define IPCRING_BACK_OFFSET 2048u
+#define IPCRING_BACK_SIZE 2048u
 
 _Static_assert(offsetof(struct ipcring_shared, magic) == 0, "layout");
 _Static_assert(offsetof(struct ipcring_shared, version) == 8, "layout");
@@ -80,7 +93,11 @@ _Static_assert(offsetof(struct ipcring_shared, eos) == 72, "layout");
 _Static_assert(offsetof(struct ipcring_shared, read_index) == 128, "layout");
 _Static_assert(offsetof(struct ipcring_shared, reader_wait) == 192, "layout");
 _Static_assert(offsetof(struct ipcring_shared, writer_wait) == 256, "layout");
-_Static_assert(sizeof(struct ipcring_shared) == 320, "layout");
+_Static_assert(offsetof(struct ipcring_shared, back_write) == 320, "layout");
+_Static_assert(offsetof(struct ipcring_shared, back_read) == 384, "layout");
+_Static_assert(sizeof(struct ipcring_shared) == 448, "layout");
+_Static_assert(sizeof(struct ipcring_shared) <= IPCRING_BACK_OFFSET, "layout");
+_Static_assert(IPCRING_BACK_OFFSET + IPCRING_BACK_SIZE <= IPCRING_HEADER_SIZE, "layout");
 _Static_assert(sizeof(struct ipcring_shared) <= IPCRING_HEADER_SIZE, "layout");
 
 /* Shared atomics must be lock-free to work between processes. */

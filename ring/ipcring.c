@@ -117,6 +117,7 @@ struct ipcring_writer {
   uint64_t reserved_claim; /* the reservation is claim at this position (+1), 0 if not */
   _Atomic uint64_t reader_lost_gen; /* reader generation whose loss was reported */
   struct claim claims[IPCRING_CLAIMS_MAX]; /* FIFO in ring order */
+  uint64_t br;          /* back channel: private read index */
   unsigned chead, ccount;
   int eos;
   char *path;
@@ -140,6 +141,7 @@ struct ipcring_reader {
   size_t held_len;
   uint32_t held_tag;
   uint64_t writer_lost_gen; /* writer generation whose loss was reported */
+  uint64_t bw;          /* back channel: private write index */
 };
 
 const char *ipcring_strerror(int err)
@@ -570,6 +572,9 @@ static int writer_adopt(struct ipcring_writer *w, uint64_t cap)
    * (0 stands for "none reported yet"). */
   w->reader_lost_gen = reader_alive ? 0 : ipcring_load_relaxed_u64(&sh->reader_generation);
   ipcring_store_release_u32(&sh->eos, 0);
+  /* What a reader sent the dead writer is not ours. */
+  w->br = ipcring_load_acquire_u64(&sh->back_write);
+  ipcring_store_release_u64(&sh->back_read, w->br);
   ipcring_store_release_u32(&sh->writer_wait, IPCRING_WAIT_IDLE);
   atomic_store(&sh->writer_pid, (int32_t)getpid());
   atomic_fetch_add(&sh->writer_generation, 1);
@@ -1491,6 +1496,10 @@ static int reader_attach_fd(struct ipcring_reader *r, unsigned flags, int inheri
   if (rc != 0)
     return rc;
   atomic_store(&sh->reader_pid, (int32_t)getpid());
+  /* The back channel starts empty for us: whatever an earlier reader sent
+   * and the writer has not read is dropped. */
+  r->bw = ipcring_load_acquire_u64(&sh->back_read);
+  ipcring_store_release_u64(&sh->back_write, r->bw);
   atomic_fetch_add(&sh->reader_generation, 1);
   ipcring_store_release_u32(&sh->reader_wait, IPCRING_WAIT_IDLE);
   /* A writer blocked on a full ring or in wait_reader() sees us now. */
@@ -1752,6 +1761,98 @@ int ipcring_reader_release_to(ipcring_reader *r, uint64_t end)
   }
   pthread_mutex_unlock(&r->release_lock);
   return rc;
+}
+
+/* ---- Back channel ------------------------------------------------------ */
+
+static inline uint8_t *back_area(struct ipcring_side *s)
+{
+  return (uint8_t *)s->sh + IPCRING_BACK_OFFSET;
+}
+
+int ipcring_reader_send(ipcring_reader *r, const void *data, size_t len, uint32_t tag)
+{
+  if (r->s.failed)
+    return r->s.failed;
+  if (tag == IPCRING_TAG_SKIP || (len && !data))
+    return -EINVAL;
+  if (len > IPCRING_BACK_MAX)
+    return -EMSGSIZE;
+  /* Pairs with the writer's release store of back_read in
+   * ipcring_writer_recv(): it is done with everything below rd. */
+  uint64_t rd = ipcring_load_acquire_u64(&r->s.sh->back_read);
+  if (!indices_ok(rd, r->bw, IPCRING_BACK_SIZE))
+    return side_fail(&r->s);
+  uint64_t need = ipcring_record_size(len);
+  uint64_t off = r->bw & (IPCRING_BACK_SIZE - 1);
+  uint64_t pad = off + need > IPCRING_BACK_SIZE ? IPCRING_BACK_SIZE - off : 0;
+  if (r->bw + pad + need - rd > IPCRING_BACK_SIZE)
+    return -EAGAIN;
+  uint8_t *area = back_area(&r->s);
+  struct ipcring_record rec = { IPCRING_PAD_LEN, 0 };
+  uint64_t v;
+  if (pad) {
+    memcpy(&v, &rec, sizeof v);
+    ipcring_store_once_u64(area + off, v);
+    r->bw += pad;
+    off = 0;
+  }
+  if (len)
+    memcpy(area + off + IPCRING_RECORD_HEADER, data, len);
+  rec.len = (uint32_t)len;
+  rec.tag = tag;
+  memcpy(&v, &rec, sizeof v);
+  ipcring_store_once_u64(area + off, v);
+  r->bw += need;
+  /* Pairs with the writer's acquire load of back_write in
+   * ipcring_writer_recv(): the record bytes are visible with the index. */
+  ipcring_store_release_u64(&r->s.sh->back_write, r->bw);
+  return 0;
+}
+
+int ipcring_writer_recv(ipcring_writer *w, void *buf, size_t size, size_t *len, uint32_t *tag)
+{
+  if (w->s.failed)
+    return w->s.failed;
+  uint8_t *area = back_area(&w->s);
+  for (;;) {
+    /* Pairs with the reader's release store in ipcring_reader_send(). */
+    uint64_t wr = ipcring_load_acquire_u64(&w->s.sh->back_write);
+    if (wr == w->br)
+      return -EAGAIN;
+    if (!indices_ok(w->br, wr, IPCRING_BACK_SIZE))
+      return side_fail(&w->s);
+    uint64_t off = w->br & (IPCRING_BACK_SIZE - 1);
+    uint64_t avail = wr - w->br;
+    struct ipcring_record rec;
+    uint64_t v = ipcring_load_once_u64(area + off);
+    memcpy(&rec, &v, sizeof rec);
+    if (rec.len == IPCRING_PAD_LEN) {
+      uint64_t skip = IPCRING_BACK_SIZE - off;
+      if (off == 0 || skip > avail)
+        return side_fail(&w->s);
+      w->br += skip;
+      ipcring_store_release_u64(&w->s.sh->back_read, w->br);
+      continue;
+    }
+    uint64_t rsize = ipcring_record_size(rec.len);
+    if (rec.len > IPCRING_BACK_MAX || off + rsize > IPCRING_BACK_SIZE || rsize > avail ||
+        rec.tag == IPCRING_TAG_SKIP)
+      return side_fail(&w->s);
+    if (len)
+      *len = rec.len;
+    if (tag)
+      *tag = rec.tag;
+    if (rec.len > size)
+      return -EMSGSIZE;
+    if (rec.len)
+      memcpy(buf, area + off + IPCRING_RECORD_HEADER, rec.len);
+    w->br += rsize;
+    /* Pairs with the reader's acquire load in ipcring_reader_send(): the
+     * room below br may be written again. */
+    ipcring_store_release_u64(&w->s.sh->back_read, w->br);
+    return (int)rec.len;
+  }
 }
 
 int ipcring_reader_fd(ipcring_reader *r)

@@ -317,6 +317,24 @@ void ipcring_reader_interrupt(ipcring_reader *r);
 void ipcring_reader_clear_interrupt(ipcring_reader *r);
 void ipcring_reader_close(ipcring_reader *r);
 
+/* ---- Back channel: small records from the reader to the writer ---------
+ *
+ * A second, small ring (2 KiB, in the file's header page) carries records
+ * the other way, for messages a consumer sends its producer (GStreamer's
+ * upstream events). Both calls never block: the reader's send fails with
+ * -EAGAIN when the writer has not made room, the writer polls with recv
+ * (one shared load when there is nothing). Each side checks what the other
+ * wrote, as on the data area: inconsistency fails the handle with -EPROTO.
+ * A new reader or a new writer starts with the channel empty. */
+#define IPCRING_BACK_MAX 1016u
+
+/* Send one record of up to IPCRING_BACK_MAX bytes (-EMSGSIZE beyond). */
+int ipcring_reader_send(ipcring_reader *r, const void *data, size_t len, uint32_t tag);
+
+/* Receive the next record into buf: its length, -EAGAIN if there is none,
+ * or -EMSGSIZE (with *len set, nothing consumed) if size is too small. */
+int ipcring_writer_recv(ipcring_writer *w, void *buf, size_t size, size_t *len, uint32_t *tag);
+
 /* ---- Tuning ---------------------------------------------------------- */
 
 /* How long a blocking call on this handle spins (polling the peer's index)
