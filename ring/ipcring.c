@@ -159,7 +159,7 @@ const char *ipcring_strerror(int err)
   case -EEXIST: return "file exists and is not a ring that can be taken over";
   case -EINVAL: return "invalid argument or not a ring file";
   case -EPROTONOSUPPORT: return "ring format version not supported";
-  case -EPERM: return "ring file owned by another user or writable by others";
+  case -EPERM: return "ring file owned by another user or open to group or others";
   case -EBADFD:
     return "ring descriptor cannot be trusted: an unlinked file without shrink and grow "
            "seals, or sealed against writing";
@@ -1452,7 +1452,9 @@ static int reader_setup(struct ipcring_reader *r, void *mem, uint64_t size)
  * sealed against shrinking and growing (seals cannot be removed) has a size
  * nobody can change: it is accepted whatever its mode (a memfd is 0777 and
  * has no path to open it by). Any other file must pass the checks of a path
- * ring: ours (unless IPCRING_OPEN_ANY_OWNER), not writable by others. An
+ * ring: ours (unless IPCRING_OPEN_ANY_OWNER), no group or other permission
+ * bits (IPCRING_OPEN_GROUP_ACCESS allows group bits and other-read), never
+ * writable by others. An
  * inherited descriptor of an unlinked file without those seals (an unsealed
  * memfd, an O_TMPFILE) is refused: nothing about it but the descriptor says
  * whose it is, and whoever passed it can resize it. A truncation of an
@@ -1473,8 +1475,11 @@ static int reader_attach_fd(struct ipcring_reader *r, unsigned flags, int inheri
     return -EBADFD;
   if (!(flags & IPCRING_OPEN_ANY_OWNER) && st.st_uid != geteuid())
     return -EPERM;
-  if (!sealed && (st.st_mode & S_IWOTH))
-    return -EPERM;
+  if (!sealed) {
+    mode_t allowed = (flags & IPCRING_OPEN_GROUP_ACCESS) ? (S_IRWXG | S_IROTH) : 0;
+    if ((st.st_mode & S_IWOTH) || (st.st_mode & (S_IRWXG | S_IRWXO) & ~allowed))
+      return -EPERM;
+  }
   struct ipcring_shared h;
   if ((uint64_t)st.st_size < sizeof h || pread(r->s.fd, &h, sizeof h, 0) != (ssize_t)sizeof h ||
       h.magic != IPCRING_MAGIC)

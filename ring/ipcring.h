@@ -98,6 +98,11 @@ enum {
 enum {
   /* Accept a ring file owned by another user (by default: -EPERM). */
   IPCRING_OPEN_ANY_OWNER = 1u << 0,
+  /* Accept a ring file its group may read and write and others may read (a
+   * writer created with mode 0660 or 0644, say). Without it any group or
+   * other permission bit gives -EPERM; a file others may write is always
+   * refused. A sealed memfd is accepted whatever its mode. */
+  IPCRING_OPEN_GROUP_ACCESS = 1u << 1,
 };
 
 /* Largest payload a ring of this capacity accepts. */
@@ -248,9 +253,9 @@ void ipcring_writer_close(ipcring_writer *w);
 
 /* Open an existing ring and attach as its only reader (-EBUSY if another
  * reader is attached). The file is validated in full: regular file (never
- * through a symbolic link: -ELOOP), owner, not writable by others, magic,
- * format version, header size, capacity a power of two, file size, and
- * indices. Reading continues from the ring's read index, so a new reader
+ * through a symbolic link: -ELOOP), owner, no group or other permission bits
+ * (see IPCRING_OPEN_GROUP_ACCESS), magic, format version, header size,
+ * capacity a power of two, file size, and indices. Reading continues from the ring's read index, so a new reader
  * picks up where a dead one stopped. */
 int ipcring_reader_open(const char *path, unsigned flags, ipcring_reader **out);
 

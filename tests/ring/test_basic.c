@@ -1389,6 +1389,7 @@ static void test_create_open_validation(void)
   CHECK(chmod(ow, 0602) == 0, "chmod: %s", strerror(errno));
   CHECK_RC(ipcring_reader_open(ow, 0, &r), -EPERM);
   CHECK_RC(ipcring_reader_open(ow, IPCRING_OPEN_ANY_OWNER, &r), -EPERM);
+  CHECK_RC(ipcring_reader_open(ow, IPCRING_OPEN_GROUP_ACCESS, &r), -EPERM);
   CHECK(chmod(ow, 0600) == 0, "chmod: %s", strerror(errno));
   CHECK_RC(ipcring_reader_open(ow, 0, &r), 0);
   ipcring_reader_close(r);
@@ -1412,7 +1413,13 @@ static void test_create_open_validation(void)
           (unsigned)modes[i].mode, (unsigned)modes[i].umask, (unsigned)m,
           (unsigned)modes[i].expect);
     if (modes[i].expect & S_IRUSR && modes[i].expect & S_IWUSR) {
-      CHECK_RC(ipcring_reader_open(mp, 0, &r), 0);
+      /* Group or other bits need the reader's consent. */
+      unsigned flags = 0;
+      if (modes[i].expect & 077) {
+        CHECK_RC(ipcring_reader_open(mp, 0, &r), -EPERM);
+        flags = IPCRING_OPEN_GROUP_ACCESS;
+      }
+      CHECK_RC(ipcring_reader_open(mp, flags, &r), 0);
       ipcring_reader_close(r);
     }
     ipcring_writer_close(w);

@@ -583,6 +583,36 @@ static void test_path_refusals(void)
   unlink(fifo);
   free(fifo);
 
+  /* Group and other permission bits: refused unless the reader accepts
+   * them with IPCRING_OPEN_GROUP_ACCESS; other-writable never. A sealed
+   * memfd (mode 0777 by nature) is not judged by its mode. */
+  {
+    char *gp = tu_path("group");
+    const struct {
+      mode_t mode;
+      int plain, group_ok;
+    } perms[] = { { 0600, 0, 0 },      { 0640, -EPERM, 0 },    { 0660, -EPERM, 0 },
+                  { 0604, -EPERM, 0 }, { 0644, -EPERM, 0 },    { 0602, -EPERM, -EPERM },
+                  { 0666, -EPERM, -EPERM }, { 0601, -EPERM, -EPERM } };
+    CHECK_RC(ipcring_writer_create(gp, 4096, 0, 0, &w), 0);
+    for (size_t i = 0; i < sizeof perms / sizeof perms[0]; i++) {
+      CHECK(chmod(gp, perms[i].mode) == 0, "chmod");
+      int rc = ipcring_reader_open(gp, 0, &r);
+      CHECK(rc == perms[i].plain, "mode %04o: open gave %d, expected %d",
+            (unsigned)perms[i].mode, rc, perms[i].plain);
+      if (rc == 0)
+        ipcring_reader_close(r);
+      rc = ipcring_reader_open(gp, IPCRING_OPEN_GROUP_ACCESS, &r);
+      CHECK(rc == perms[i].group_ok, "mode %04o with IPCRING_OPEN_GROUP_ACCESS: open gave %d, "
+            "expected %d", (unsigned)perms[i].mode, rc, perms[i].group_ok);
+      if (rc == 0)
+        ipcring_reader_close(r);
+    }
+    ipcring_writer_close(w);
+    unlink(gp);
+    free(gp);
+  }
+
   /* Mode 0 gives 0600 even under umask 0. */
   char *p = tu_path("mode");
   mode_t um = umask(0);
