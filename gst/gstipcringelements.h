@@ -20,7 +20,26 @@ typedef enum
   GST_IPC_RING_ON_WRITER_LOST_WAIT,
 } GstIpcRingOnWriterLost;
 
+/* ipcringsink's leaky: the names follow GstQueue's (the side that loses). */
+typedef enum
+{
+  GST_IPC_RING_LEAKY_NONE,
+  GST_IPC_RING_LEAKY_UPSTREAM,
+  GST_IPC_RING_LEAKY_DOWNSTREAM,
+} GstIpcRingLeaky;
+
+typedef enum
+{
+  GST_IPC_RING_TIMESTAMP_PASSTHROUGH,
+  GST_IPC_RING_TIMESTAMP_RUNNING_TIME,
+  GST_IPC_RING_TIMESTAMP_RESTART,
+} GstIpcRingTimestampMode;
+
 GType gst_ipc_ring_on_reader_lost_get_type (void);
+GType gst_ipc_ring_leaky_get_type (void);
+GType gst_ipc_ring_timestamp_mode_get_type (void);
+#define GST_TYPE_IPC_RING_LEAKY (gst_ipc_ring_leaky_get_type ())
+#define GST_TYPE_IPC_RING_TIMESTAMP_MODE (gst_ipc_ring_timestamp_mode_get_type ())
 GType gst_ipc_ring_on_writer_lost_get_type (void);
 #define GST_TYPE_IPC_RING_ON_READER_LOST (gst_ipc_ring_on_reader_lost_get_type ())
 #define GST_TYPE_IPC_RING_ON_WRITER_LOST (gst_ipc_ring_on_writer_lost_get_type ())

@@ -46,6 +46,7 @@
 
 #include <errno.h>
 #include <gst/base/gstbasesink.h>
+#include <time.h>
 #include <gst/video/video.h>
 #include <string.h>
 
@@ -58,6 +59,14 @@ GST_DEBUG_CATEGORY_STATIC (ipcring_sink_debug);
 #define DEFAULT_PERMS 0600
 #define DEFAULT_ON_READER_LOST GST_IPC_RING_ON_READER_LOST_WAIT
 #define DEFAULT_SPIN_TIME (20 * GST_USECOND)
+#define DEFAULT_LEAKY GST_IPC_RING_LEAKY_NONE
+#define DEFAULT_QUEUE_BUFFERS 4
+
+/* A clock that is not the system monotonic clock may drift against
+ * CLOCK_MONOTONIC: its TIME record is repeated this often. */
+#define TIME_REFRESH_NS GST_SECOND
+/* How often to ask upstream for its latency again while it cannot answer. */
+#define LATENCY_RETRY_NS (100 * GST_MSECOND)
 
 /* How often render checks that an attached reader is still alive (one
  * system call), so that on-reader-lost=error fires without waiting for the
@@ -73,6 +82,9 @@ enum
   PROP_PERMS,
   PROP_ON_READER_LOST,
   PROP_SPIN_TIME,
+  PROP_LEAKY,
+  PROP_QUEUE_BUFFERS,
+  PROP_STATS,
   N_PROPERTIES
 };
 
@@ -92,6 +104,17 @@ struct _GstIpcRingSink
   guint perms;
   GstIpcRingOnReaderLost on_reader_lost;
   guint64 spin_time;
+  GstIpcRingLeaky leaky;
+  guint queue_buffers;
+
+  /* counters for the stats property, under the object lock */
+  guint64 st_buffers;
+  guint64 st_bytes;
+  guint64 st_drops;
+  guint64 st_waits;
+  guint64 st_time_records;
+  guint64 st_upstream_events;
+  guint st_queued;
 
   /* set in start, cleared in stop; unlock reads it under the object lock.
    * Every call on the writer is made under hold->lock (the pool lends ring
@@ -107,6 +130,25 @@ struct _GstIpcRingSink
   gint64 next_liveness_check;
   guint64 lost_reported_gen;
   gboolean error_posted;        /* one error per run: later calls just fail */
+  GstIpcRingLeaky leaky_mode;   /* the property, at start */
+  guint queue_max;
+  GQueue queue;                 /* leaky=downstream: buffers waiting for room */
+  guint64 drop_count;           /* dropped since the last DROP record */
+  guint64 drop_start;
+  guint64 drop_end;
+  gboolean discont_pending;
+  gboolean time_sent;           /* what the last TIME record said */
+  gboolean time_had_clock;
+  GstClock *time_clock;
+  GstClockTime time_base;
+  guint64 time_sent_mono;
+  gboolean time_monotonic;
+  gint latency_dirty;           /* atomic: set by LATENCY events */
+  gboolean latency_known;       /* upstream answered the latency query */
+  guint64 latency_retry;        /* if not, when to ask again (CLOCK_MONOTONIC) */
+  gboolean up_live;             /* the last answer of upstream's latency query */
+  GstClockTime up_min;
+  GstClockTime up_max;
 };
 
 G_DEFINE_TYPE (GstIpcRingSink, gst_ipc_ring_sink, GST_TYPE_BASE_SINK);
@@ -131,6 +173,34 @@ gst_ipc_ring_on_reader_lost_get_type (void)
     g_once_init_leave (&type, t);
   }
   return type;
+}
+
+GType
+gst_ipc_ring_leaky_get_type (void)
+{
+  static GType type = 0;
+  static const GEnumValue values[] = {
+    {GST_IPC_RING_LEAKY_NONE, "Not leaky: wait for room (back-pressure)", "none"},
+    {GST_IPC_RING_LEAKY_UPSTREAM,
+        "Drop the incoming buffer when the ring is full", "upstream"},
+    {GST_IPC_RING_LEAKY_DOWNSTREAM,
+          "Keep up to queue-buffers buffers of its own when the ring is full and drop the "
+          "oldest of them", "downstream"},
+    {0, NULL, NULL}
+  };
+  if (g_once_init_enter (&type)) {
+    GType t = g_enum_register_static ("GstIpcRingLeaky", values);
+    g_once_init_leave (&type, t);
+  }
+  return type;
+}
+
+static guint64
+monotonic_ns (void)
+{
+  struct timespec ts;
+  clock_gettime (CLOCK_MONOTONIC, &ts);
+  return (guint64) ts.tv_sec * GST_SECOND + (guint64) ts.tv_nsec;
 }
 
 /* ---- Writing records ------------------------------------------------ */
@@ -201,6 +271,9 @@ handle_ring_error (GstIpcRingSink * self, int rc, gsize len)
 static GstFlowReturn
 wait_room (GstIpcRingSink * self, int rc, guint64 seen, gsize len)
 {
+  GST_OBJECT_LOCK (self);
+  self->st_waits++;
+  GST_OBJECT_UNLOCK (self);
   if (rc == -ENOBUFS) {
     /* Only buffers upstream still holds from our pool are in the way: look
      * again shortly (their release does not wake us). */
@@ -214,10 +287,11 @@ wait_room (GstIpcRingSink * self, int rc, guint64 seen, gsize len)
 }
 
 /* Write one record gathered from parts. With resync, a new reader first gets
- * a stream record and the sticky events. */
+ * a stream record and the sticky events. With try_once, a full ring returns
+ * GST_FLOW_CUSTOM_SUCCESS at once (the record is not written). */
 static GstFlowReturn
-write_record (GstIpcRingSink * self, guint32 tag, const Part * parts, guint n_parts,
-    gboolean resync)
+write_record_full (GstIpcRingSink * self, guint32 tag, const Part * parts, guint n_parts,
+    gboolean resync, gboolean try_once)
 {
   IpcRingWriterHold *hold = self->hold;
   ipcring_writer *w = self->writer;
@@ -253,9 +327,123 @@ write_record (GstIpcRingSink * self, guint32 tag, const Part * parts, guint n_pa
     }
     guint64 seen = ipcring_writer_read_index (w);
     g_mutex_unlock (&hold->lock);
+    if (try_once && (rc == -EAGAIN || rc == -ENOBUFS))
+      return GST_FLOW_CUSTOM_SUCCESS;
     if ((ret = wait_room (self, rc, seen, len)) != GST_FLOW_OK)
       return ret;
   }
+}
+
+static GstFlowReturn
+write_record (GstIpcRingSink * self, guint32 tag, const Part * parts, guint n_parts,
+    gboolean resync)
+{
+  return write_record_full (self, tag, parts, n_parts, resync, FALSE);
+}
+
+/* ---- TIME records ---------------------------------------------------- */
+
+static gboolean
+clock_is_system_monotonic (GstClock * clock)
+{
+  if (!GST_IS_SYSTEM_CLOCK (clock))
+    return FALSE;
+  GstClockType type = GST_CLOCK_TYPE_REALTIME;
+  g_object_get (clock, "clock-type", &type, NULL);
+  return type == GST_CLOCK_TYPE_MONOTONIC;
+}
+
+/* Write a TIME record with the pipeline's clock as it is now. */
+static GstFlowReturn
+write_time (GstIpcRingSink * self, gboolean resync)
+{
+  if (g_atomic_int_compare_and_exchange (&self->latency_dirty, 1, 0)) {
+    GstQuery *q = gst_query_new_latency ();
+    self->latency_known = gst_pad_peer_query (GST_BASE_SINK_PAD (self), q);
+    if (self->latency_known) {
+      gst_query_parse_latency (q, &self->up_live, &self->up_min, &self->up_max);
+    } else {
+      /* Upstream cannot answer yet (not negotiated): ask again later. */
+      self->up_live = FALSE;
+      self->up_min = 0;
+      self->up_max = GST_CLOCK_TIME_NONE;
+      self->latency_retry = monotonic_ns () + LATENCY_RETRY_NS;
+    }
+    gst_query_unref (q);
+    GST_DEBUG_OBJECT (self, "upstream live %d, latency %" GST_TIME_FORMAT " to %"
+        GST_TIME_FORMAT, self->up_live, GST_TIME_ARGS (self->up_min),
+        GST_TIME_ARGS (self->up_max));
+  }
+
+  IpcRingWireTime t = { 0 };
+  GstClock *clock = gst_element_get_clock (GST_ELEMENT (self));
+  gboolean playing = GST_STATE (self) == GST_STATE_PLAYING;
+  t.flags = self->latency_known ? IPCRING_TIME_LATENCY : 0;
+  t.flags |= self->up_live ? IPCRING_TIME_LIVE : 0;
+  t.latency_min = self->up_min;
+  t.latency_max = self->up_max;
+  t.base_time = GST_CLOCK_TIME_NONE;
+  t.clock_time = GST_CLOCK_TIME_NONE;
+  t.monotonic = monotonic_ns ();
+  gboolean mono = FALSE;
+  if (clock && playing) {
+    mono = clock_is_system_monotonic (clock);
+    t.base_time = gst_element_get_base_time (GST_ELEMENT (self));
+    if (mono) {
+      t.clock_time = gst_clock_get_time (clock);
+      t.monotonic = t.clock_time;
+    } else {
+      /* The clock's reading between two of CLOCK_MONOTONIC. */
+      guint64 m0 = monotonic_ns ();
+      t.clock_time = gst_clock_get_time (clock);
+      guint64 m1 = monotonic_ns ();
+      t.monotonic = m0 + (m1 - m0) / 2;
+    }
+    t.flags |= IPCRING_TIME_CLOCK | (mono ? IPCRING_TIME_MONOTONIC : 0);
+  }
+  Part part = { &t, sizeof t };
+  GstFlowReturn ret = write_record (self, IPCRING_REC_TIME, &part, 1, resync);
+  if (ret == GST_FLOW_OK) {
+    GST_DEBUG_OBJECT (self, "TIME: base %" GST_TIME_FORMAT " clock %" GST_TIME_FORMAT
+        " flags 0x%x", GST_TIME_ARGS (t.base_time), GST_TIME_ARGS (t.clock_time), t.flags);
+    self->time_sent = TRUE;
+    self->time_had_clock = (t.flags & IPCRING_TIME_CLOCK) != 0;
+    self->time_base = t.base_time;
+    self->time_monotonic = mono;
+    self->time_sent_mono = monotonic_ns ();
+    gst_object_replace ((GstObject **) & self->time_clock, (GstObject *) clock);
+    GST_OBJECT_LOCK (self);
+    self->st_time_records++;
+    GST_OBJECT_UNLOCK (self);
+  }
+  if (clock)
+    gst_object_unref (clock);
+  return ret;
+}
+
+/* Before a buffer: a TIME record if the base time, the clock or the latency
+ * changed, or a drifting clock's is a second old. */
+static GstFlowReturn
+check_time (GstIpcRingSink * self)
+{
+  if (!self->latency_known && monotonic_ns () >= self->latency_retry)
+    g_atomic_int_set (&self->latency_dirty, 1);
+  gboolean send = !self->time_sent || g_atomic_int_get (&self->latency_dirty);
+  if (!send) {
+    GstClock *clock = gst_element_get_clock (GST_ELEMENT (self));
+    gboolean has_clock = clock && GST_STATE (self) == GST_STATE_PLAYING;
+    if (has_clock != self->time_had_clock)
+      send = TRUE;
+    else if (has_clock && (clock != self->time_clock
+            || gst_element_get_base_time (GST_ELEMENT (self)) != self->time_base))
+      send = TRUE;
+    else if (has_clock && !self->time_monotonic
+        && monotonic_ns () - self->time_sent_mono >= TIME_REFRESH_NS)
+      send = TRUE;
+    if (clock)
+      gst_object_unref (clock);
+  }
+  return send ? write_time (self, TRUE) : GST_FLOW_OK;
 }
 
 static GstFlowReturn
@@ -342,8 +530,12 @@ ensure_stream (GstIpcRingSink * self)
   IpcRingWireStream strm = { IPCRING_PROTOCOL_VERSION, 0, info.writer_generation, gen };
   Part part = { &strm, sizeof strm };
   GstFlowReturn ret = write_record (self, IPCRING_REC_STREAM, &part, 1, FALSE);
-  if (ret != GST_FLOW_OK)
+  if (ret == GST_FLOW_OK)
+    ret = write_time (self, FALSE);
+  if (ret != GST_FLOW_OK) {
+    self->stream_sent = FALSE;
     return ret;
+  }
 
   /* The pad's lock is held while iterating: collect first, write after. */
   GList *events = NULL;
@@ -447,6 +639,13 @@ gst_ipc_ring_sink_propose_allocation (GstBaseSink * sink, GstQuery * query)
   gst_query_parse_allocation (query, &caps, &need_pool);
   if (!caps || !gst_video_info_from_caps (&info, caps))
     return TRUE;
+  /* A leaky sink drops buffers instead of waiting for room: pool buffers
+   * would wait for room when upstream acquires them. */
+  GST_OBJECT_LOCK (self);
+  GstIpcRingLeaky leaky = self->leaky;
+  GST_OBJECT_UNLOCK (self);
+  if (leaky != GST_IPC_RING_LEAKY_NONE)
+    return TRUE;
   GST_OBJECT_LOCK (self);
   IpcRingWriterHold *hold = self->hold ? ipcring_writer_hold_ref (self->hold) : NULL;
   GST_OBJECT_UNLOCK (self);
@@ -470,14 +669,34 @@ gst_ipc_ring_sink_propose_allocation (GstBaseSink * sink, GstQuery * query)
   return TRUE;
 }
 
+/* Dropped buffers not announced yet: a DROP record now, and DISCONT on the
+ * next buffer written. */
 static GstFlowReturn
-gst_ipc_ring_sink_render (GstBaseSink * sink, GstBuffer * buf)
+announce_drops (GstIpcRingSink * self, gboolean try_once)
 {
-  GstIpcRingSink *self = GST_IPC_RING_SINK (sink);
-  GstFlowReturn ret = check_reader (self);
-  if (ret != GST_FLOW_OK)
-    return ret;
+  if (!self->drop_count)
+    return GST_FLOW_OK;
+  GST_OBJECT_LOCK (self);
+  guint64 total = self->st_drops;
+  GST_OBJECT_UNLOCK (self);
+  IpcRingWireDrop d = { self->drop_count, total, self->drop_start, self->drop_end };
+  Part part = { &d, sizeof d };
+  GstFlowReturn ret = write_record_full (self, IPCRING_REC_DROP, &part, 1, TRUE, try_once);
+  if (ret == GST_FLOW_OK) {
+    GST_DEBUG_OBJECT (self, "announced %" G_GUINT64_FORMAT " dropped buffers", d.count);
+    self->drop_count = 0;
+    self->discont_pending = TRUE;
+  }
+  return ret;
+}
 
+/* Write one buffer. With try_once a full ring returns GST_FLOW_CUSTOM_SUCCESS
+ * and nothing is written. Dropped buffers before it are announced first: a
+ * DROP record, and the DISCONT flag on this buffer. */
+static GstFlowReturn
+write_buffer (GstIpcRingSink * self, GstBuffer * buf, gboolean try_once)
+{
+  GstFlowReturn ret;
   IpcRingWireBuffer hdr = {
     .pts = GST_BUFFER_PTS (buf),
     .dts = GST_BUFFER_DTS (buf),
@@ -488,9 +707,17 @@ gst_ipc_ring_sink_render (GstBaseSink * sink, GstBuffer * buf)
     .reserved = 0,
   };
 
+  if ((ret = announce_drops (self, try_once)) != GST_FLOW_OK)
+    return ret;
+  if (self->discont_pending)
+    hdr.flags |= GST_BUFFER_FLAG_DISCONT;
+
+  gsize bytes = gst_buffer_get_size (buf);
   IpcRingSinkMemory *zc = ipcring_sink_memory_of (buf, self->hold);
-  if (zc && zc->state == IPCRING_CLAIM_OPEN)
-    return render_claimed (self, buf, zc, &hdr);
+  if (zc && zc->state == IPCRING_CLAIM_OPEN) {
+    ret = render_claimed (self, buf, zc, &hdr);
+    goto count;
+  }
 
   /* Gather the memories without merging them (a buffer has at most 16). */
   enum { MAX_MEMS = 16 };
@@ -512,17 +739,113 @@ gst_ipc_ring_sink_render (GstBaseSink * sink, GstBuffer * buf)
     n_parts++;
   }
 
-  ret = write_record (self, IPCRING_REC_BUFFER, parts, n_parts, TRUE);
+  ret = write_record_full (self, IPCRING_REC_BUFFER, parts, n_parts, TRUE, try_once);
 
 done:
   for (guint i = 0; i < n_maps; i++)
     gst_memory_unmap (gst_buffer_peek_memory (buf, i), &maps[i]);
+count:
+  if (ret == GST_FLOW_OK) {
+    self->discont_pending = FALSE;
+    GST_OBJECT_LOCK (self);
+    self->st_buffers++;
+    self->st_bytes += bytes;
+    GST_OBJECT_UNLOCK (self);
+  }
   return ret;
 
 map_failed:
   GST_ELEMENT_ERROR (self, RESOURCE, READ, ("Could not read a buffer to send it."), (NULL));
   ret = GST_FLOW_ERROR;
   goto done;
+}
+
+/* Count a buffer that is not sent; the next one sent announces it. */
+static void
+drop_buffer (GstIpcRingSink * self, GstBuffer * buf)
+{
+  GstClockTime pts = GST_BUFFER_PTS (buf), dur = GST_BUFFER_DURATION (buf);
+  if (self->drop_count == 0) {
+    self->drop_start = pts;
+    self->drop_end = GST_CLOCK_TIME_NONE;
+  }
+  if (GST_CLOCK_TIME_IS_VALID (pts))
+    self->drop_end = GST_CLOCK_TIME_IS_VALID (dur) ? pts + dur : pts;
+  self->drop_count++;
+  GST_OBJECT_LOCK (self);
+  self->st_drops++;
+  GST_OBJECT_UNLOCK (self);
+  GST_LOG_OBJECT (self, "ring full, dropping %" GST_PTR_FORMAT, buf);
+}
+
+static void
+update_queued (GstIpcRingSink * self)
+{
+  GST_OBJECT_LOCK (self);
+  self->st_queued = self->queue.length;
+  GST_OBJECT_UNLOCK (self);
+}
+
+/* leaky=downstream: write what the sink queued, oldest first; with
+ * try_once stop at the first that does not fit. */
+static GstFlowReturn
+flush_queue (GstIpcRingSink * self, gboolean try_once)
+{
+  GstFlowReturn ret = GST_FLOW_OK;
+  GstBuffer *b;
+  while ((b = g_queue_peek_head (&self->queue))) {
+    ret = write_buffer (self, b, try_once);
+    if (ret != GST_FLOW_OK)
+      break;
+    gst_buffer_unref (g_queue_pop_head (&self->queue));
+  }
+  update_queued (self);
+  return ret;
+}
+
+static void
+clear_queue (GstIpcRingSink * self)
+{
+  g_queue_clear_full (&self->queue, (GDestroyNotify) gst_buffer_unref);
+  update_queued (self);
+}
+
+static GstFlowReturn
+gst_ipc_ring_sink_render (GstBaseSink * sink, GstBuffer * buf)
+{
+  GstIpcRingSink *self = GST_IPC_RING_SINK (sink);
+  GstFlowReturn ret = check_reader (self);
+  if (ret == GST_FLOW_OK)
+    ret = check_time (self);
+  if (ret != GST_FLOW_OK)
+    return ret;
+
+  switch (self->leaky_mode) {
+    case GST_IPC_RING_LEAKY_UPSTREAM:
+      ret = write_buffer (self, buf, TRUE);
+      if (ret == GST_FLOW_CUSTOM_SUCCESS) {
+        drop_buffer (self, buf);
+        ret = GST_FLOW_OK;
+      }
+      return ret;
+    case GST_IPC_RING_LEAKY_DOWNSTREAM:
+      ret = flush_queue (self, TRUE);
+      if (ret == GST_FLOW_OK)
+        ret = write_buffer (self, buf, TRUE);
+      if (ret != GST_FLOW_CUSTOM_SUCCESS)
+        return ret;
+      g_queue_push_tail (&self->queue, gst_buffer_ref (buf));
+      while (self->queue.length > self->queue_max) {
+        GstBuffer *old = g_queue_pop_head (&self->queue);
+        drop_buffer (self, old);
+        gst_buffer_unref (old);
+      }
+      update_queued (self);
+      return GST_FLOW_OK;
+    case GST_IPC_RING_LEAKY_NONE:
+    default:
+      return write_buffer (self, buf, FALSE);
+  }
 }
 
 /* EOS: write it, then wait until a reader has read everything, so that a
@@ -565,10 +888,18 @@ gst_ipc_ring_sink_event (GstBaseSink * sink, GstEvent * event)
   GstIpcRingSink *self = GST_IPC_RING_SINK (sink);
   GstFlowReturn ret = GST_FLOW_OK;
 
-  if (GST_EVENT_TYPE (event) == GST_EVENT_EOS)
-    ret = finish_stream (self, event);
-  else if (GST_EVENT_IS_SERIALIZED (event) && GST_EVENT_TYPE (event) != GST_EVENT_FLUSH_STOP)
-    ret = write_event (self, event, TRUE);
+  if (GST_EVENT_TYPE (event) == GST_EVENT_FLUSH_STOP) {
+    clear_queue (self);
+  } else if (GST_EVENT_IS_SERIALIZED (event)) {
+    /* The queued buffers came before the event, and so did the drops. */
+    if (self->queue.length)
+      ret = flush_queue (self, FALSE);
+    if (ret == GST_FLOW_OK)
+      ret = announce_drops (self, FALSE);
+    if (ret == GST_FLOW_OK)
+      ret = GST_EVENT_TYPE (event) == GST_EVENT_EOS ? finish_stream (self, event)
+          : write_event (self, event, TRUE);
+  }
 
   if (ret != GST_FLOW_OK) {
     GST_DEBUG_OBJECT (self, "event %" GST_PTR_FORMAT " not written: %s", event,
@@ -695,7 +1026,19 @@ gst_ipc_ring_sink_start (GstBaseSink * sink)
   self->lost_reported_gen = 0;
   self->next_liveness_check = 0;
   self->error_posted = FALSE;
+  self->drop_count = 0;
+  self->discont_pending = FALSE;
+  self->time_sent = FALSE;
+  self->time_had_clock = FALSE;
+  gst_object_replace ((GstObject **) & self->time_clock, NULL);
+  g_atomic_int_set (&self->latency_dirty, 1);
+  self->latency_known = FALSE;
+  self->latency_retry = 0;
   GST_OBJECT_LOCK (self);
+  self->leaky_mode = self->leaky;
+  self->queue_max = self->queue_buffers;
+  self->st_buffers = self->st_bytes = self->st_drops = self->st_waits = 0;
+  self->st_time_records = self->st_upstream_events = 0;
   self->hold = ipcring_writer_hold_new (w, capacity);
   self->writer = w;
   self->path = path;
@@ -731,6 +1074,8 @@ gst_ipc_ring_sink_stop (GstBaseSink * sink)
     ipcring_writer_hold_unref (hold);
   }
   g_free (path);
+  clear_queue (self);
+  gst_object_replace ((GstObject **) & self->time_clock, NULL);
   return TRUE;
 }
 
@@ -756,7 +1101,60 @@ gst_ipc_ring_sink_unlock_stop (GstBaseSink * sink)
   return TRUE;
 }
 
+/* A LATENCY event means the pipeline's latency changed, and with it maybe
+ * upstream's: the next TIME record asks again. */
+static gboolean
+gst_ipc_ring_sink_send_event (GstElement * element, GstEvent * event)
+{
+  GstIpcRingSink *self = GST_IPC_RING_SINK (element);
+  if (GST_EVENT_TYPE (event) == GST_EVENT_LATENCY)
+    g_atomic_int_set (&self->latency_dirty, 1);
+  return GST_ELEMENT_CLASS (gst_ipc_ring_sink_parent_class)->send_event (element, event);
+}
+
 /* ---- GObject --------------------------------------------------------- */
+
+static GstStructure *
+make_stats (GstIpcRingSink * self)
+{
+  GST_OBJECT_LOCK (self);
+  GstStructure *s = gst_structure_new ("GstIpcRingSinkStats",
+      "buffers", G_TYPE_UINT64, self->st_buffers,
+      "bytes", G_TYPE_UINT64, self->st_bytes,
+      "drops", G_TYPE_UINT64, self->st_drops,
+      "waits", G_TYPE_UINT64, self->st_waits,
+      "queued", G_TYPE_UINT, self->st_queued,
+      "time-records", G_TYPE_UINT64, self->st_time_records,
+      "upstream-events", G_TYPE_UINT64, self->st_upstream_events, NULL);
+  IpcRingWriterHold *hold = self->hold ? ipcring_writer_hold_ref (self->hold) : NULL;
+  GST_OBJECT_UNLOCK (self);
+  struct ipcring_info info = { 0 };
+  gboolean have_info = FALSE;
+  if (hold) {
+    g_mutex_lock (&hold->lock);
+    if (!hold->closed) {
+      ipcring_writer_info (hold->w, &info);
+      have_info = TRUE;
+    }
+    g_mutex_unlock (&hold->lock);
+    ipcring_writer_hold_unref (hold);
+  }
+  guint64 fill = have_info ? info.write_index - info.read_index : 0;
+  if (have_info && fill > info.capacity)
+    fill = info.capacity;       /* the reader's index is the reader's word */
+  gst_structure_set (s,
+      "fill-level", G_TYPE_UINT64, fill,
+      "capacity", G_TYPE_UINT64, info.capacity,
+      "peer-pid", G_TYPE_INT, (gint) info.reader_pid,
+      "peer-alive", G_TYPE_BOOLEAN, info.peer_alive != 0,
+      "reader-generation", G_TYPE_UINT64, info.reader_generation,
+      "writer-generation", G_TYPE_UINT64, info.writer_generation,
+      "ring-records", G_TYPE_UINT64, info.records,
+      "ring-bytes", G_TYPE_UINT64, info.bytes,
+      "ring-waits", G_TYPE_UINT64, info.waits,
+      "ring-wakes", G_TYPE_UINT64, info.wakes, NULL);
+  return s;
+}
 
 static void
 gst_ipc_ring_sink_set_property (GObject * object, guint prop_id, const GValue * value,
@@ -784,6 +1182,12 @@ gst_ipc_ring_sink_set_property (GObject * object, guint prop_id, const GValue * 
       break;
     case PROP_SPIN_TIME:
       self->spin_time = g_value_get_uint64 (value);
+      break;
+    case PROP_LEAKY:
+      self->leaky = g_value_get_enum (value);
+      break;
+    case PROP_QUEUE_BUFFERS:
+      self->queue_buffers = g_value_get_uint (value);
       break;
     default:
       G_OBJECT_WARN_INVALID_PROPERTY_ID (object, prop_id, pspec);
@@ -818,6 +1222,17 @@ gst_ipc_ring_sink_get_property (GObject * object, guint prop_id, GValue * value,
     case PROP_SPIN_TIME:
       g_value_set_uint64 (value, self->spin_time);
       break;
+    case PROP_LEAKY:
+      g_value_set_enum (value, self->leaky);
+      break;
+    case PROP_QUEUE_BUFFERS:
+      g_value_set_uint (value, self->queue_buffers);
+      break;
+    case PROP_STATS:
+      GST_OBJECT_UNLOCK (self);
+      g_value_take_boxed (value, make_stats (self));
+      GST_OBJECT_LOCK (self);
+      break;
     default:
       G_OBJECT_WARN_INVALID_PROPERTY_ID (object, prop_id, pspec);
       break;
@@ -842,6 +1257,9 @@ gst_ipc_ring_sink_init (GstIpcRingSink * self)
   self->perms = DEFAULT_PERMS;
   self->on_reader_lost = DEFAULT_ON_READER_LOST;
   self->spin_time = DEFAULT_SPIN_TIME;
+  self->leaky = DEFAULT_LEAKY;
+  self->queue_buffers = DEFAULT_QUEUE_BUFFERS;
+  g_queue_init (&self->queue);
   gst_base_sink_set_sync (GST_BASE_SINK (self), FALSE);
   gst_base_sink_set_last_sample_enabled (GST_BASE_SINK (self), FALSE);
 }
@@ -882,6 +1300,21 @@ gst_ipc_ring_sink_class_init (GstIpcRingSinkClass * klass)
       "to a reader freeing room, and keeps a CPU busy while it waits)",
       0, GST_SECOND, DEFAULT_SPIN_TIME,
       G_PARAM_READWRITE | G_PARAM_STATIC_STRINGS | GST_PARAM_MUTABLE_READY);
+  properties[PROP_LEAKY] = g_param_spec_enum ("leaky", "Leaky",
+      "When the ring is full: wait for room (none), drop the incoming buffer (upstream), "
+      "or keep up to queue-buffers buffers in the sink and drop the oldest of them "
+      "(downstream). Dropped buffers are counted (stats) and announced to the reader: "
+      "a gap event and DISCONT on the next buffer", GST_TYPE_IPC_RING_LEAKY, DEFAULT_LEAKY,
+      G_PARAM_READWRITE | G_PARAM_STATIC_STRINGS | GST_PARAM_MUTABLE_READY);
+  properties[PROP_QUEUE_BUFFERS] = g_param_spec_uint ("queue-buffers", "Queue buffers",
+      "With leaky=downstream: how many buffers the sink keeps while the ring is full",
+      1, 1024, DEFAULT_QUEUE_BUFFERS,
+      G_PARAM_READWRITE | G_PARAM_STATIC_STRINGS | GST_PARAM_MUTABLE_READY);
+  properties[PROP_STATS] = g_param_spec_boxed ("stats", "Statistics",
+      "buffers, bytes, drops, waits, queued, time-records, upstream-events, fill-level, "
+      "capacity, peer-pid, peer-alive, reader-generation, writer-generation and the ring's "
+      "own counters (ring-records, ring-bytes, ring-waits, ring-wakes)",
+      GST_TYPE_STRUCTURE, G_PARAM_READABLE | G_PARAM_STATIC_STRINGS);
   g_object_class_install_properties (gobject_class, N_PROPERTIES, properties);
 
   gst_element_class_add_static_pad_template (element_class, &sink_template);
@@ -889,6 +1322,7 @@ gst_ipc_ring_sink_class_init (GstIpcRingSinkClass * klass)
       "Sink/Network", "Writes a stream into an ipcring for an ipcringsrc in another process",
       "ipcring developers");
 
+  element_class->send_event = GST_DEBUG_FUNCPTR (gst_ipc_ring_sink_send_event);
   basesink_class->start = GST_DEBUG_FUNCPTR (gst_ipc_ring_sink_start);
   basesink_class->stop = GST_DEBUG_FUNCPTR (gst_ipc_ring_sink_stop);
   basesink_class->render = GST_DEBUG_FUNCPTR (gst_ipc_ring_sink_render);
@@ -899,5 +1333,6 @@ gst_ipc_ring_sink_class_init (GstIpcRingSinkClass * klass)
   basesink_class->unlock_stop = GST_DEBUG_FUNCPTR (gst_ipc_ring_sink_unlock_stop);
 
   gst_type_mark_as_plugin_api (GST_TYPE_IPC_RING_ON_READER_LOST, 0);
+  gst_type_mark_as_plugin_api (GST_TYPE_IPC_RING_LEAKY, 0);
   GST_DEBUG_CATEGORY_INIT (ipcring_sink_debug, "ipcringsink", 0, "ipcring sink");
 }

@@ -63,7 +63,9 @@
 #include <errno.h>
 #include <glib/gstdio.h>
 #include <gst/base/gstpushsrc.h>
+#include <gst/video/video.h>
 #include <string.h>
+#include <time.h>
 
 GST_DEBUG_CATEGORY_STATIC (ipcring_src_debug);
 #define GST_CAT_DEFAULT ipcring_src_debug
@@ -74,6 +76,11 @@ GST_DEBUG_CATEGORY_STATIC (ipcring_src_debug);
 #define DEFAULT_IS_LIVE FALSE
 #define DEFAULT_ON_WRITER_LOST GST_IPC_RING_ON_WRITER_LOST_ERROR
 #define DEFAULT_PAYLOAD GST_IPC_RING_PAYLOAD_AUTO
+#define DEFAULT_TIMESTAMP_MODE GST_IPC_RING_TIMESTAMP_PASSTHROUGH
+
+/* How often the streaming thread refreshes the ring counters the stats
+ * property shows (one system call each time). */
+#define INFO_REFRESH_US (100 * G_TIME_SPAN_MILLISECOND)
 
 /* How often to look for a ring file that does not exist yet. */
 #define OPEN_RETRY_US (20 * G_TIME_SPAN_MILLISECOND)
@@ -81,6 +88,10 @@ GST_DEBUG_CATEGORY_STATIC (ipcring_src_debug);
 /* While downstream holds ring records, a wait for the next record looks
  * this often whether the writer waits for room that only they can give. */
 #define HOLD_POLL_NS (10 * GST_MSECOND)
+
+/* How many records the state change to PAUSED reads ahead, at most, for the
+ * producer's TIME record when is-live follows the producer. */
+#define PROBE_RECORDS 16u
 
 typedef enum
 {
@@ -101,6 +112,8 @@ enum
   PROP_ON_WRITER_LOST,
   PROP_PAYLOAD,
   PROP_SPIN_TIME,
+  PROP_TIMESTAMP_MODE,
+  PROP_STATS,
   N_PROPERTIES
 };
 
@@ -119,6 +132,26 @@ struct _GstIpcRingSrc
   GstIpcRingOnWriterLost on_writer_lost;
   GstIpcRingPayload payload;
   guint64 spin_time;
+  GstIpcRingTimestampMode timestamp_mode;
+  gboolean is_live_set;         /* is-live was set: it no longer follows the writer */
+
+  /* under the object lock: the writer's latency for the LATENCY query and
+   * the counters of the stats property */
+  gboolean have_writer_latency;
+  GstClockTime writer_min;
+  GstClockTime writer_max;
+  gboolean writer_live;
+  guint64 capacity;
+  GstClockTime ring_time;       /* what the ring holds in time, if known */
+  guint64 st_buffers;
+  guint64 st_bytes;
+  guint64 st_drops;
+  guint64 st_drop_records;
+  guint64 st_late;
+  guint64 st_time_records;
+  guint64 st_upstream_events;
+  struct ipcring_info st_info;
+  gboolean st_have_info;
 
   /* the ring (its reader, the second mapping, the records out) and the
    * flushing flag, under lock; create() waits on cond for the ring file to
@@ -148,6 +181,15 @@ struct _GstIpcRingSrc
   GstSegment segment;
   gchar *stream_id;
   GHashTable *unknown_tags;
+  GstIpcRingTimestampMode ts_mode;      /* the property, at start */
+  IpcRingWireTime wtime;        /* the last TIME record */
+  gboolean have_time;
+  GstSegment wire_segment;      /* the writer's segment, in timestamp modes */
+  GstClockTime restart_base;    /* restart: the first buffer's running time */
+  gboolean discont_next;
+  gint64 next_info;
+  gboolean warned_no_clock;
+  GArray *prefetch;             /* records taken by probe_writer, not handled yet */
 };
 
 G_DEFINE_TYPE (GstIpcRingSrc, gst_ipc_ring_src, GST_TYPE_PUSH_SRC);
@@ -169,6 +211,27 @@ gst_ipc_ring_on_writer_lost_get_type (void)
   };
   if (g_once_init_enter (&type)) {
     GType t = g_enum_register_static ("GstIpcRingOnWriterLost", values);
+    g_once_init_leave (&type, t);
+  }
+  return type;
+}
+
+GType
+gst_ipc_ring_timestamp_mode_get_type (void)
+{
+  static GType type = 0;
+  static const GEnumValue values[] = {
+    {GST_IPC_RING_TIMESTAMP_PASSTHROUGH,
+        "The carried timestamps and segment as they are", "passthrough"},
+    {GST_IPC_RING_TIMESTAMP_RUNNING_TIME,
+          "Each buffer at this pipeline's running time of the moment the producer's "
+          "pipeline had it (a shared monotonic clock), in a segment from 0", "running-time"},
+    {GST_IPC_RING_TIMESTAMP_RESTART,
+        "The first buffer at 0, the others as far from it as they were", "restart"},
+    {0, NULL, NULL}
+  };
+  if (g_once_init_enter (&type)) {
+    GType t = g_enum_register_static ("GstIpcRingTimestampMode", values);
     g_once_init_leave (&type, t);
   }
   return type;
@@ -283,6 +346,211 @@ ensure_segment (GstIpcRingSrc * self)
   self->sent_segment = TRUE;
 }
 
+/* ---- Timestamps ------------------------------------------------------ */
+
+static void refresh_info (GstIpcRingSrc * self, gboolean force);
+static void drop_holder (GstIpcRingSrc * self);
+
+static guint64
+monotonic_ns (void)
+{
+  struct timespec ts;
+  clock_gettime (CLOCK_MONOTONIC, &ts);
+  return (guint64) ts.tv_sec * GST_SECOND + (guint64) ts.tv_nsec;
+}
+
+static gboolean
+clock_is_system_monotonic (GstClock * clock)
+{
+  if (!GST_IS_SYSTEM_CLOCK (clock))
+    return FALSE;
+  GstClockType type = GST_CLOCK_TYPE_REALTIME;
+  g_object_get (clock, "clock-type", &type, NULL);
+  return type == GST_CLOCK_TYPE_MONOTONIC;
+}
+
+/* A carried timestamp in this pipeline's terms (timestamp modes other than
+ * passthrough). FALSE: the time cannot be shown here (outside the writer's
+ * segment, or before this pipeline's start): the buffer is dropped. */
+static gboolean
+map_time (GstIpcRingSrc * self, GstClockTime t, GstClockTime * out)
+{
+  *out = GST_CLOCK_TIME_NONE;
+  if (!GST_CLOCK_TIME_IS_VALID (t))
+    return TRUE;
+  GstClockTime rt = gst_segment_to_running_time (&self->wire_segment, GST_FORMAT_TIME, t);
+  if (!GST_CLOCK_TIME_IS_VALID (rt))
+    return FALSE;
+
+  if (self->ts_mode == GST_IPC_RING_TIMESTAMP_RESTART) {
+    if (!GST_CLOCK_TIME_IS_VALID (self->restart_base))
+      self->restart_base = rt;
+    if (rt < self->restart_base)
+      return FALSE;
+    *out = rt - self->restart_base;
+    return TRUE;
+  }
+
+  /* running-time: producer running time + its base time = its clock time;
+   * minus its clock at the TIME record plus CLOCK_MONOTONIC then = the
+   * monotonic time; plus our clock's offset to CLOCK_MONOTONIC (0 for the
+   * system monotonic clock) = our clock time; minus our base time = our
+   * running time. */
+  GstClock *clock = gst_element_get_clock (GST_ELEMENT (self));
+  if (!clock || !self->have_time || !(self->wtime.flags & IPCRING_TIME_CLOCK)) {
+    if (!self->warned_no_clock)
+      GST_INFO_OBJECT (self, "running-time: %s has no clock yet, buffers pass as carried",
+          clock ? "the producer" : "this pipeline");
+    self->warned_no_clock = TRUE;
+    if (clock)
+      gst_object_unref (clock);
+    *out = rt;
+    return TRUE;
+  }
+  gint64 mono = (gint64) rt + (gint64) self->wtime.base_time - (gint64) self->wtime.clock_time
+      + (gint64) self->wtime.monotonic;
+  gint64 offset = 0;
+  if (!clock_is_system_monotonic (clock)) {
+    guint64 m0 = monotonic_ns ();
+    GstClockTime now = gst_clock_get_time (clock);
+    guint64 m1 = monotonic_ns ();
+    offset = (gint64) now - (gint64) (m0 + (m1 - m0) / 2);
+  }
+  gint64 ours = mono + offset - (gint64) gst_element_get_base_time (GST_ELEMENT (self));
+  gst_object_unref (clock);
+  if (ours < 0)
+    return FALSE;
+  *out = (GstClockTime) ours;
+  return TRUE;
+}
+
+/* The time a ring full of this stream holds, for raw audio and video. */
+static GstClockTime
+ring_duration (GstCaps * caps, guint64 capacity)
+{
+  GstVideoInfo vi;
+  if (!caps || !capacity || !gst_caps_is_fixed (caps))
+    return GST_CLOCK_TIME_NONE;
+  GstStructure *st = gst_caps_get_structure (caps, 0);
+  if (gst_structure_has_name (st, "audio/x-raw")) {
+    /* Bytes per frame from the format's name: S16LE, F32LE, S24LE (3
+     * bytes), S24_32LE (4), U8 ... */
+    const gchar *fmt = gst_structure_get_string (st, "format");
+    gint rate = 0, channels = 0;
+    if (!fmt || !gst_structure_get_int (st, "rate", &rate)
+        || !gst_structure_get_int (st, "channels", &channels) || rate <= 0 || channels <= 0)
+      return GST_CLOCK_TIME_NONE;
+    const gchar *digits = strpbrk (fmt, "0123456789");
+    guint64 bits = digits ? g_ascii_strtoull (digits, NULL, 10) : 0;
+    if (strstr (fmt, "_32"))
+      bits = 32;
+    if (bits == 0 || bits % 8 || bits > 64)
+      return GST_CLOCK_TIME_NONE;
+    guint64 bpf = bits / 8 * (guint64) channels;
+    return gst_util_uint64_scale (capacity / bpf, GST_SECOND, rate);
+  }
+  if (gst_structure_has_name (st, "video/x-raw") && gst_video_info_from_caps (&vi, caps)
+      && vi.fps_n > 0 && vi.fps_d > 0 && vi.size > 0) {
+    guint64 frames = capacity / ipcring_record_size (vi.size + sizeof (IpcRingWireBuffer));
+    return gst_util_uint64_scale (frames, vi.fps_d * GST_SECOND, vi.fps_n);
+  }
+  return GST_CLOCK_TIME_NONE;
+}
+
+/* A TIME record: the producer's clock, latency and liveness. */
+static void
+handle_time (GstIpcRingSrc * self, const IpcRingWireTime * t)
+{
+  GstClockTime min = t->latency_min, max = t->latency_max;
+  gboolean live = (t->flags & IPCRING_TIME_LIVE) != 0;
+  if (!(t->flags & IPCRING_TIME_LATENCY) || !GST_CLOCK_TIME_IS_VALID (min)) {
+    min = 0;
+    max = GST_CLOCK_TIME_NONE;
+  }
+  if (self->ts_mode == GST_IPC_RING_TIMESTAMP_RUNNING_TIME && (t->flags & IPCRING_TIME_CLOCK)
+      && (!self->have_time || t->base_time != self->wtime.base_time))
+    GST_INFO_OBJECT (self, "producer base time %" GST_TIME_FORMAT ", its clock %s",
+        GST_TIME_ARGS (t->base_time), (t->flags & IPCRING_TIME_MONOTONIC) ?
+        "the system monotonic clock" : "another clock (mapped through a snapshot)");
+  self->wtime = *t;
+  self->have_time = TRUE;
+
+  GST_OBJECT_LOCK (self);
+  gboolean changed = !self->have_writer_latency || self->writer_min != min
+      || self->writer_max != max || self->writer_live != live;
+  self->have_writer_latency = TRUE;
+  self->writer_min = min;
+  self->writer_max = max;
+  self->writer_live = live;
+  self->st_time_records++;
+  GST_OBJECT_UNLOCK (self);
+
+  /* Liveness is decided before the state change (probe_writer): a source
+   * that turned live after it started to preroll would never preroll. */
+  if (changed)
+    gst_element_post_message (GST_ELEMENT (self),
+        gst_message_new_latency (GST_OBJECT (self)));
+}
+
+/* A DROP record: the producer dropped buffers (leaky). Announced downstream
+ * as a gap over them (its structure has the count in "dropped") and DISCONT
+ * on the next buffer. */
+static void
+handle_drop (GstIpcRingSrc * self, const IpcRingWireDrop * d)
+{
+  GST_DEBUG_OBJECT (self, "the producer dropped %" G_GUINT64_FORMAT " buffers (%"
+      G_GUINT64_FORMAT " in all)", (guint64) d->count, (guint64) d->total);
+  GST_OBJECT_LOCK (self);
+  self->st_drops += d->count;
+  self->st_drop_records++;
+  GST_OBJECT_UNLOCK (self);
+  self->discont_next = TRUE;
+  GstClockTime start = d->start, end = d->end;
+  if (!GST_CLOCK_TIME_IS_VALID (start) || !self->caps)
+    return;
+  if (self->ts_mode != GST_IPC_RING_TIMESTAMP_PASSTHROUGH) {
+    GstClockTime s2, e2 = GST_CLOCK_TIME_NONE;
+    if (!map_time (self, start, &s2) || !GST_CLOCK_TIME_IS_VALID (s2))
+      return;
+    if (GST_CLOCK_TIME_IS_VALID (end) && end >= start)
+      e2 = s2 + (end - start);
+    start = s2;
+    end = e2;
+  }
+  GstClockTime dur = GST_CLOCK_TIME_IS_VALID (end) && end > start ? end - start
+      : GST_CLOCK_TIME_NONE;
+  GstEvent *gap = gst_event_new_gap (start, dur);
+  gst_structure_set (gst_event_writable_structure (gap), "dropped", G_TYPE_UINT64,
+      (guint64) d->count, NULL);
+  ensure_segment (self);
+  push_own (self, gap);
+}
+
+/* A buffer's timestamps in the chosen mode. FALSE: drop it. */
+static gboolean
+retime_buffer (GstIpcRingSrc * self, GstBuffer * buf)
+{
+  if (self->ts_mode == GST_IPC_RING_TIMESTAMP_PASSTHROUGH)
+    return TRUE;
+  GstClockTime pts = GST_BUFFER_PTS (buf), dts = GST_BUFFER_DTS (buf), p2, d2;
+  /* restart: the first buffer's earliest time is 0 */
+  if (self->ts_mode == GST_IPC_RING_TIMESTAMP_RESTART
+      && !GST_CLOCK_TIME_IS_VALID (self->restart_base)) {
+    GstClockTime first = GST_CLOCK_TIME_IS_VALID (dts) && (!GST_CLOCK_TIME_IS_VALID (pts)
+        || dts < pts) ? dts : pts;
+    if (GST_CLOCK_TIME_IS_VALID (first))
+      self->restart_base = gst_segment_to_running_time (&self->wire_segment,
+          GST_FORMAT_TIME, first);
+  }
+  if (!map_time (self, pts, &p2))
+    return FALSE;
+  if (!map_time (self, dts, &d2))
+    d2 = GST_CLOCK_TIME_NONE;
+  GST_BUFFER_PTS (buf) = p2;
+  GST_BUFFER_DTS (buf) = d2;
+  return TRUE;
+}
+
 static GstFlowReturn
 handle_event (GstIpcRingSrc * self, GstEvent * event)
 {
@@ -306,6 +574,13 @@ handle_event (GstIpcRingSrc * self, GstEvent * event)
     case GST_EVENT_SEGMENT:{
       const GstSegment *seg;
       gst_event_parse_segment (event, &seg);
+      if (self->ts_mode != GST_IPC_RING_TIMESTAMP_PASSTHROUGH) {
+        /* Buffers are mapped from this segment into our own from 0. */
+        gst_segment_copy_into (seg, &self->wire_segment);
+        gst_event_unref (event);
+        ensure_segment (self);
+        return GST_FLOW_OK;
+      }
       if (self->sent_segment && gst_segment_is_equal (seg, &self->segment)) {
         gst_event_unref (event);
         return GST_FLOW_OK;
@@ -316,6 +591,20 @@ handle_event (GstIpcRingSrc * self, GstEvent * event)
       push_own (self, event);
       return GST_FLOW_OK;
     }
+    case GST_EVENT_GAP:
+      if (self->ts_mode != GST_IPC_RING_TIMESTAMP_PASSTHROUGH) {
+        GstClockTime ts, dur, out;
+        gst_event_parse_gap (event, &ts, &dur);
+        guint32 seqnum = gst_event_get_seqnum (event);
+        gst_event_unref (event);
+        if (!map_time (self, ts, &out) || !GST_CLOCK_TIME_IS_VALID (out))
+          return GST_FLOW_OK;
+        event = gst_event_new_gap (out, dur);
+        gst_event_set_seqnum (event, seqnum);
+      }
+      ensure_segment (self);
+      push_own (self, event);
+      return GST_FLOW_OK;
     default:
       ensure_stream_start (self);
       push_own (self, event);
@@ -462,6 +751,23 @@ handle_record (GstIpcRingSrc * self, const struct ipcring_record_ref *ref, guint
       GST_BUFFER_OFFSET_END (buf) = hdr.offset_end;
       guint keep = GST_MINI_OBJECT_FLAGS (buf) & (GST_MINI_OBJECT_FLAG_LAST - 1);
       GST_MINI_OBJECT_FLAGS (buf) = keep | (hdr.flags & ~(guint) (GST_MINI_OBJECT_FLAG_LAST - 1));
+      if (!retime_buffer (self, buf)) {
+        GST_LOG_OBJECT (self, "dropping %" GST_PTR_FORMAT ": before this pipeline's start",
+            buf);
+        GST_OBJECT_LOCK (self);
+        self->st_late++;
+        GST_OBJECT_UNLOCK (self);
+        self->discont_next = TRUE;
+        gst_buffer_unref (buf); /* a wrapped record goes back with its memory */
+        return GST_FLOW_OK;
+      }
+      if (self->discont_next)
+        GST_BUFFER_FLAG_SET (buf, GST_BUFFER_FLAG_DISCONT);
+      self->discont_next = FALSE;
+      GST_OBJECT_LOCK (self);
+      self->st_buffers++;
+      self->st_bytes += size;
+      GST_OBJECT_UNLOCK (self);
       *out = buf;
       return GST_FLOW_OK;
     }
@@ -486,6 +792,20 @@ handle_record (GstIpcRingSrc * self, const struct ipcring_record_ref *ref, guint
     case IPCRING_REC_EOS:
       GST_INFO_OBJECT (self, "end of stream from the producer");
       return GST_FLOW_EOS;
+    case IPCRING_REC_TIME:{
+      IpcRingWireTime t;
+      if (!ipcring_wire_decode_time (data, len, &t, &why))
+        return bad_record (self, tag, why);
+      handle_time (self, &t);
+      return GST_FLOW_OK;
+    }
+    case IPCRING_REC_DROP:{
+      IpcRingWireDrop d;
+      if (!ipcring_wire_decode_drop (data, len, &d, &why))
+        return bad_record (self, tag, why);
+      handle_drop (self, &d);
+      return GST_FLOW_OK;
+    }
     default:
       /* Newer writers may add record types; this reader skips them. */
       if (!g_hash_table_contains (self->unknown_tags, GUINT_TO_POINTER (tag))) {
@@ -546,6 +866,106 @@ open_error (GstIpcRingSrc * self, const gchar * path, int rc)
   return GST_FLOW_ERROR;
 }
 
+/* A reader was opened: hold it (under self->lock). */
+static void
+attach_reader (GstIpcRingSrc * self, ipcring_reader * r)
+{
+  ipcring_reader_set_spin (r, (int64_t) self->open_spin);
+  struct ipcring_info info;
+  ipcring_reader_info (r, &info);
+  /* The first reader starts at the beginning, where the stream record
+   * is; a later one skips what the previous reader left unread until
+   * the writer gives it a stream record of its own. */
+  self->synced = info.reader_generation <= 1;
+  self->holder = ipcring_holder_new (r, GST_OBJECT (self));
+  choose_payload (self);
+  GStatBuf st;
+  if (self->open_fd < 0 && g_stat (self->path, &st) == 0) {
+    self->ring_dev = st.st_dev;
+    self->ring_ino = st.st_ino;
+  }
+  GST_INFO_OBJECT (self, "attached to ring %s (reader generation %" G_GUINT64_FORMAT
+      ", writer pid %d)", self->path, (guint64) info.reader_generation, info.writer_pid);
+}
+
+/* Before READY->PAUSED, while is-live was not set: if the ring is there,
+ * attach now and read ahead what is already written (keeping the records,
+ * which create() handles first) up to the writer's TIME record, and take its
+ * liveness. GstBaseSrc decides whether to preroll before start(), and a
+ * state change must not wait: a writer whose TIME record is not in the ring
+ * yet (no ring, a writer that has not started streaming, or one that has
+ * not seen this new reader yet) leaves is-live at its default. */
+static void
+probe_writer (GstIpcRingSrc * self)
+{
+  GST_OBJECT_LOCK (self);
+  gchar *path = g_strdup (self->ring);
+  gint fd = self->fd;
+  self->open_spin = self->spin_time;
+  self->payload_mode = self->payload;
+  GST_OBJECT_UNLOCK (self);
+  if ((fd >= 0) == (path && *path)) {
+    g_free (path);
+    return;                     /* start() says what is wrong */
+  }
+  if (fd >= 0) {
+    g_free (path);
+    path = g_strdup_printf ("fd %d", fd);
+  }
+  ipcring_reader *r = NULL;
+  int rc = fd >= 0 ? ipcring_reader_open_fd (fd, 0, &r) : ipcring_reader_open (path, 0, &r);
+  g_mutex_lock (&self->lock);
+  g_free (self->path);
+  self->path = path;
+  self->open_fd = fd;
+  if (rc == 0 && !self->holder)
+    attach_reader (self, r);
+  else if (rc == 0)
+    ipcring_reader_close (r);
+  g_mutex_unlock (&self->lock);
+  if (rc != 0 || !self->holder) {
+    GST_DEBUG_OBJECT (self, "no ring to probe yet (%s): not live", ipcring_strerror (rc));
+    return;
+  }
+  ipcring_reader *rd = ipcring_holder_reader (self->holder);
+  while (self->prefetch->len < PROBE_RECORDS) {
+    struct ipcring_record_ref ref;
+    if (ipcring_reader_take (rd, &ref, 0) != 0)
+      break;
+    g_array_append_val (self->prefetch, ref);
+    IpcRingWireTime t;
+    const gchar *why;
+    if (ref.tag == IPCRING_REC_TIME && ipcring_wire_decode_time (ref.data, ref.len, &t, &why)
+        && (t.flags & IPCRING_TIME_LATENCY)) {
+      gboolean live = (t.flags & IPCRING_TIME_LIVE) != 0;
+      GST_INFO_OBJECT (self, "the producer is %slive: so is this source", live ? "" : "not ");
+      gst_base_src_set_live (GST_BASE_SRC (self), live);
+      return;
+    }
+    if (ref.tag == IPCRING_REC_BUFFER)
+      break;
+  }
+  GST_DEBUG_OBJECT (self, "no time record from the producer: not live");
+}
+
+static GstStateChangeReturn
+gst_ipc_ring_src_change_state (GstElement * element, GstStateChange transition)
+{
+  GstIpcRingSrc *self = GST_IPC_RING_SRC (element);
+  if (transition == GST_STATE_CHANGE_READY_TO_PAUSED) {
+    GST_OBJECT_LOCK (self);
+    gboolean follow = !self->is_live_set;
+    GST_OBJECT_UNLOCK (self);
+    if (follow)
+      probe_writer (self);
+  }
+  GstStateChangeReturn ret =
+      GST_ELEMENT_CLASS (gst_ipc_ring_src_parent_class)->change_state (element, transition);
+  if (ret == GST_STATE_CHANGE_FAILURE && transition == GST_STATE_CHANGE_READY_TO_PAUSED)
+    drop_holder (self);
+  return ret;
+}
+
 /* Open the ring, waiting for it to appear. Called in create(). */
 static GstFlowReturn
 ensure_reader (GstIpcRingSrc * self)
@@ -567,22 +987,7 @@ ensure_reader (GstIpcRingSrc * self)
     int rc = self->open_fd >= 0 ? ipcring_reader_open_fd (self->open_fd, 0, &r)
         : ipcring_reader_open (self->path, 0, &r);
     if (rc == 0) {
-      ipcring_reader_set_spin (r, (int64_t) self->open_spin);
-      struct ipcring_info info;
-      ipcring_reader_info (r, &info);
-      /* The first reader starts at the beginning, where the stream record
-       * is; a later one skips what the previous reader left unread until
-       * the writer gives it a stream record of its own. */
-      self->synced = info.reader_generation <= 1;
-      self->holder = ipcring_holder_new (r, GST_OBJECT (self));
-      choose_payload (self);
-      GStatBuf st;
-      if (self->open_fd < 0 && g_stat (self->path, &st) == 0) {
-        self->ring_dev = st.st_dev;
-        self->ring_ino = st.st_ino;
-      }
-      GST_INFO_OBJECT (self, "attached to ring %s (reader generation %" G_GUINT64_FORMAT
-          ", writer pid %d)", self->path, (guint64) info.reader_generation, info.writer_pid);
+      attach_reader (self, r);
       break;
     }
     if (rc == -ENOENT && self->open_fd < 0) {
@@ -623,6 +1028,7 @@ drop_holder (GstIpcRingSrc * self)
   g_mutex_lock (&self->lock);
   IpcRingHolder *h = self->holder;
   self->holder = NULL;
+  g_array_set_size (self->prefetch, 0);
   g_mutex_unlock (&self->lock);
   if (h) {
     ipcring_holder_detach (h);
@@ -700,7 +1106,12 @@ read_records (GstIpcRingSrc * self, GstBuffer ** outbuf)
     gboolean take = self->zero_copy || !ipcring_holder_idle (h);
     struct ipcring_record_ref ref;
     int rc;
-    if (take) {
+    if (self->prefetch->len) {
+      take = TRUE;
+      ref = g_array_index (self->prefetch, struct ipcring_record_ref, 0);
+      g_array_remove_index (self->prefetch, 0);
+      rc = 0;
+    } else if (take) {
       rc = ipcring_reader_take (r, &ref, timeout);
     } else {
       const void *p;
@@ -721,6 +1132,7 @@ read_records (GstIpcRingSrc * self, GstBuffer ** outbuf)
         continue;
       case 0:{
         self->writer_gone = FALSE;
+        refresh_info (self, ref.tag == IPCRING_REC_CAPS || ref.tag == IPCRING_REC_STREAM);
         GstBuffer *buf = NULL;
         gboolean wrapped = FALSE;
         ret = handle_record (self, take ? &ref : NULL, ref.tag, ref.data, ref.len, &buf,
@@ -788,6 +1200,8 @@ gst_ipc_ring_src_create (GstPushSrc * psrc, GstBuffer ** outbuf)
   GstIpcRingSrc *self = GST_IPC_RING_SRC (psrc);
   restore_own_segment (self);
   GstFlowReturn ret = read_records (self, outbuf);
+  if (ret != GST_FLOW_OK)
+    refresh_info (self, TRUE);
   /* At the end of the stream no more reading makes room: what downstream
    * still holds is evicted, so a writer waiting for everything to be read
    * (ipcringsink at EOS) is not kept waiting by a held buffer. */
@@ -833,7 +1247,10 @@ gst_ipc_ring_src_start (GstBaseSrc * bsrc)
   self->payload_mode = self->payload;
   GST_OBJECT_UNLOCK (self);
   self->zero_copy = FALSE;
-  self->synced = FALSE;
+  if (self->holder)
+    choose_payload (self);      /* probe_writer attached and set synced */
+  else
+    self->synced = FALSE;
   self->writer_gone = FALSE;
   self->sent_stream_start = FALSE;
   self->sent_segment = FALSE;
@@ -845,6 +1262,22 @@ gst_ipc_ring_src_start (GstBaseSrc * bsrc)
   self->segment_delivered = FALSE;
   self->restore_segment = FALSE;
   g_hash_table_remove_all (self->unknown_tags);
+  GST_OBJECT_LOCK (self);
+  self->ts_mode = self->timestamp_mode;
+  self->have_writer_latency = FALSE;
+  self->writer_live = FALSE;
+  self->ring_time = GST_CLOCK_TIME_NONE;
+  self->st_buffers = self->st_bytes = self->st_drops = self->st_drop_records = 0;
+  self->st_late = self->st_time_records = self->st_upstream_events = 0;
+  memset (&self->st_info, 0, sizeof self->st_info);
+  self->st_have_info = FALSE;
+  GST_OBJECT_UNLOCK (self);
+  self->have_time = FALSE;
+  gst_segment_init (&self->wire_segment, GST_FORMAT_TIME);
+  self->restart_base = GST_CLOCK_TIME_NONE;
+  self->discont_next = FALSE;
+  self->next_info = 0;
+  self->warned_no_clock = FALSE;
   return TRUE;
 }
 
@@ -906,6 +1339,86 @@ gst_ipc_ring_src_get_caps (GstBaseSrc * bsrc, GstCaps * filter)
   return caps;
 }
 
+/* LATENCY: the writer's upstream latency (from its TIME records) plus the
+ * ring's own: nothing to the minimum (a record is readable as soon as it is
+ * written), and to the maximum what a full ring holds in time when the caps
+ * say it (raw audio and video), else nothing. */
+static gboolean
+gst_ipc_ring_src_query (GstBaseSrc * bsrc, GstQuery * query)
+{
+  GstIpcRingSrc *self = GST_IPC_RING_SRC (bsrc);
+  if (GST_QUERY_TYPE (query) != GST_QUERY_LATENCY)
+    return GST_BASE_SRC_CLASS (gst_ipc_ring_src_parent_class)->query (bsrc, query);
+  GST_OBJECT_LOCK (self);
+  gboolean have = self->have_writer_latency;
+  GstClockTime min = self->writer_min, max = self->writer_max, ring = self->ring_time;
+  GST_OBJECT_UNLOCK (self);
+  if (!have)
+    return GST_BASE_SRC_CLASS (gst_ipc_ring_src_parent_class)->query (bsrc, query);
+  if (GST_CLOCK_TIME_IS_VALID (max) && GST_CLOCK_TIME_IS_VALID (ring))
+    max += ring;
+  gboolean live = gst_base_src_is_live (bsrc);
+  GST_DEBUG_OBJECT (self, "latency: live %d, min %" GST_TIME_FORMAT ", max %" GST_TIME_FORMAT,
+      live, GST_TIME_ARGS (min), GST_TIME_ARGS (max));
+  gst_query_set_latency (query, live, min, max);
+  return TRUE;
+}
+
+static GstStructure *
+make_stats (GstIpcRingSrc * self)
+{
+  GST_OBJECT_LOCK (self);
+  const struct ipcring_info *i = &self->st_info;
+  guint64 fill = i->write_index - i->read_index;
+  if (!self->st_have_info || fill > i->capacity)
+    fill = 0;                   /* the writer's index is the writer's word */
+  GstStructure *s = gst_structure_new ("GstIpcRingSrcStats",
+      "buffers", G_TYPE_UINT64, self->st_buffers,
+      "bytes", G_TYPE_UINT64, self->st_bytes,
+      "drops", G_TYPE_UINT64, self->st_drops,
+      "drop-records", G_TYPE_UINT64, self->st_drop_records,
+      "late", G_TYPE_UINT64, self->st_late,
+      "time-records", G_TYPE_UINT64, self->st_time_records,
+      "upstream-events", G_TYPE_UINT64, self->st_upstream_events,
+      "writer-live", G_TYPE_BOOLEAN, self->writer_live,
+      "writer-latency-min", G_TYPE_UINT64, self->have_writer_latency ? self->writer_min
+      : GST_CLOCK_TIME_NONE,
+      "writer-latency-max", G_TYPE_UINT64, self->have_writer_latency ? self->writer_max
+      : GST_CLOCK_TIME_NONE,
+      "fill-level", G_TYPE_UINT64, fill,
+      "capacity", G_TYPE_UINT64, i->capacity,
+      "peer-pid", G_TYPE_INT, (gint) i->writer_pid,
+      "peer-alive", G_TYPE_BOOLEAN, i->peer_alive != 0,
+      "reader-generation", G_TYPE_UINT64, i->reader_generation,
+      "writer-generation", G_TYPE_UINT64, i->writer_generation,
+      "ring-records", G_TYPE_UINT64, i->records,
+      "ring-bytes", G_TYPE_UINT64, i->bytes,
+      "ring-waits", G_TYPE_UINT64, i->waits,
+      "ring-wakes", G_TYPE_UINT64, i->wakes, NULL);
+  GST_OBJECT_UNLOCK (self);
+  return s;
+}
+
+/* The ring's counters for the stats property: only the streaming thread
+ * may call the reader, so it copies them now and then. */
+static void
+refresh_info (GstIpcRingSrc * self, gboolean force)
+{
+  gint64 now = g_get_monotonic_time ();
+  if (!self->holder || (!force && now < self->next_info))
+    return;
+  self->next_info = now + INFO_REFRESH_US;
+  struct ipcring_info info;
+  ipcring_reader_info (ipcring_holder_reader (self->holder), &info);
+  GstClockTime ring = ring_duration (self->caps, info.capacity);
+  GST_OBJECT_LOCK (self);
+  self->st_info = info;
+  self->st_have_info = TRUE;
+  self->capacity = info.capacity;
+  self->ring_time = ring;
+  GST_OBJECT_UNLOCK (self);
+}
+
 static gboolean
 gst_ipc_ring_src_is_seekable (GstBaseSrc * bsrc)
 {
@@ -938,7 +1451,15 @@ gst_ipc_ring_src_set_property (GObject * object, guint prop_id, const GValue * v
       GST_OBJECT_UNLOCK (self);
       break;
     case PROP_IS_LIVE:
+      GST_OBJECT_LOCK (self);
+      self->is_live_set = TRUE;
+      GST_OBJECT_UNLOCK (self);
       gst_base_src_set_live (GST_BASE_SRC (self), g_value_get_boolean (value));
+      break;
+    case PROP_TIMESTAMP_MODE:
+      GST_OBJECT_LOCK (self);
+      self->timestamp_mode = g_value_get_enum (value);
+      GST_OBJECT_UNLOCK (self);
       break;
     case PROP_ON_WRITER_LOST:
       GST_OBJECT_LOCK (self);
@@ -981,6 +1502,14 @@ gst_ipc_ring_src_get_property (GObject * object, guint prop_id, GValue * value,
     case PROP_IS_LIVE:
       g_value_set_boolean (value, gst_base_src_is_live (GST_BASE_SRC (self)));
       break;
+    case PROP_TIMESTAMP_MODE:
+      GST_OBJECT_LOCK (self);
+      g_value_set_enum (value, self->timestamp_mode);
+      GST_OBJECT_UNLOCK (self);
+      break;
+    case PROP_STATS:
+      g_value_take_boxed (value, make_stats (self));
+      break;
     case PROP_ON_WRITER_LOST:
       GST_OBJECT_LOCK (self);
       g_value_set_enum (value, self->on_writer_lost);
@@ -1009,6 +1538,7 @@ gst_ipc_ring_src_finalize (GObject * object)
   gst_event_replace (&self->own_stream_start, NULL);
   gst_event_replace (&self->own_segment, NULL);
   g_hash_table_unref (self->unknown_tags);
+  g_array_unref (self->prefetch);
   g_mutex_clear (&self->lock);
   g_cond_clear (&self->cond);
   G_OBJECT_CLASS (gst_ipc_ring_src_parent_class)->finalize (object);
@@ -1023,9 +1553,14 @@ gst_ipc_ring_src_init (GstIpcRingSrc * self)
   self->spin_time = DEFAULT_SPIN_TIME;
   self->on_writer_lost = DEFAULT_ON_WRITER_LOST;
   self->payload = DEFAULT_PAYLOAD;
+  self->timestamp_mode = DEFAULT_TIMESTAMP_MODE;
+  self->ring_time = GST_CLOCK_TIME_NONE;
+  self->restart_base = GST_CLOCK_TIME_NONE;
+  gst_segment_init (&self->wire_segment, GST_FORMAT_TIME);
   g_mutex_init (&self->lock);
   g_cond_init (&self->cond);
   self->unknown_tags = g_hash_table_new (NULL, NULL);
+  self->prefetch = g_array_new (FALSE, FALSE, sizeof (struct ipcring_record_ref));
   gst_segment_init (&self->segment, GST_FORMAT_TIME);
   /* TIME keeps GstBaseSrc from inventing offsets or a first DTS. */
   gst_base_src_set_format (GST_BASE_SRC (self), GST_FORMAT_TIME);
@@ -1061,7 +1596,8 @@ gst_ipc_ring_src_class_init (GstIpcRingSrcClass * klass)
       0, GST_SECOND, DEFAULT_SPIN_TIME,
       G_PARAM_READWRITE | G_PARAM_STATIC_STRINGS | GST_PARAM_MUTABLE_READY);
   properties[PROP_IS_LIVE] = g_param_spec_boolean ("is-live", "Is live",
-      "Act as a live source", DEFAULT_IS_LIVE,
+      "Act as a live source. Unless set, it follows the producer: live when the "
+      "producer's upstream is live (known from its first time record)", DEFAULT_IS_LIVE,
       G_PARAM_READWRITE | G_PARAM_STATIC_STRINGS | GST_PARAM_MUTABLE_READY);
   properties[PROP_ON_WRITER_LOST] = g_param_spec_enum ("on-writer-lost", "On writer lost",
       "What to do when the producer dies, after delivering all it wrote",
@@ -1077,6 +1613,20 @@ gst_ipc_ring_src_class_init (GstIpcRingSrcClass * klass)
       "samples (for example indexes tables with them); zero-copy forces it for any caps",
       GST_TYPE_IPC_RING_PAYLOAD, DEFAULT_PAYLOAD,
       G_PARAM_READWRITE | G_PARAM_STATIC_STRINGS | GST_PARAM_MUTABLE_READY);
+  properties[PROP_TIMESTAMP_MODE] = g_param_spec_enum ("timestamp-mode", "Timestamp mode",
+      "passthrough: the carried timestamps and segment (files, non-live streams); "
+      "running-time: each buffer at this pipeline's running time of the moment the "
+      "producer's pipeline had it, in a segment from 0 (live streams on one machine: "
+      "a live sink renders in sync with the producer); restart: the first buffer at 0",
+      GST_TYPE_IPC_RING_TIMESTAMP_MODE, DEFAULT_TIMESTAMP_MODE,
+      G_PARAM_READWRITE | G_PARAM_STATIC_STRINGS | GST_PARAM_MUTABLE_READY);
+  properties[PROP_STATS] = g_param_spec_boxed ("stats", "Statistics",
+      "buffers, bytes, drops (the producer's, from its announcements), drop-records, late "
+      "(dropped: before this pipeline's start), time-records, upstream-events, writer-live, "
+      "writer-latency-min/max, fill-level, capacity, peer-pid, peer-alive, "
+      "reader-generation, writer-generation and the ring's own counters (ring-records, "
+      "ring-bytes, ring-waits, ring-wakes; refreshed every 100 ms while streaming)",
+      GST_TYPE_STRUCTURE, G_PARAM_READABLE | G_PARAM_STATIC_STRINGS);
   g_object_class_install_properties (gobject_class, N_PROPERTIES, properties);
 
   gst_element_class_add_static_pad_template (element_class, &src_template);
@@ -1085,6 +1635,7 @@ gst_ipc_ring_src_class_init (GstIpcRingSrcClass * klass)
       "Reads a stream from an ipcring written by an ipcringsink in another process",
       "ipcring developers");
 
+  element_class->change_state = GST_DEBUG_FUNCPTR (gst_ipc_ring_src_change_state);
   basesrc_class->start = GST_DEBUG_FUNCPTR (gst_ipc_ring_src_start);
   basesrc_class->stop = GST_DEBUG_FUNCPTR (gst_ipc_ring_src_stop);
   basesrc_class->unlock = GST_DEBUG_FUNCPTR (gst_ipc_ring_src_unlock);
@@ -1092,9 +1643,11 @@ gst_ipc_ring_src_class_init (GstIpcRingSrcClass * klass)
   basesrc_class->negotiate = GST_DEBUG_FUNCPTR (gst_ipc_ring_src_negotiate);
   basesrc_class->get_caps = GST_DEBUG_FUNCPTR (gst_ipc_ring_src_get_caps);
   basesrc_class->is_seekable = GST_DEBUG_FUNCPTR (gst_ipc_ring_src_is_seekable);
+  basesrc_class->query = GST_DEBUG_FUNCPTR (gst_ipc_ring_src_query);
   pushsrc_class->create = GST_DEBUG_FUNCPTR (gst_ipc_ring_src_create);
 
   gst_type_mark_as_plugin_api (GST_TYPE_IPC_RING_ON_WRITER_LOST, 0);
   gst_type_mark_as_plugin_api (GST_TYPE_IPC_RING_PAYLOAD, 0);
+  gst_type_mark_as_plugin_api (GST_TYPE_IPC_RING_TIMESTAMP_MODE, 0);
   GST_DEBUG_CATEGORY_INIT (ipcring_src_debug, "ipcringsrc", 0, "ipcring source");
 }

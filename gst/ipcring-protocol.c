@@ -1044,3 +1044,33 @@ ipcring_wire_decode_buffer_header (const guint8 * data, gsize len, IpcRingWireBu
   memcpy (out, data, sizeof *out);
   return TRUE;
 }
+
+/* ---- Live streams: TIME and DROP ------------------------------------------ */
+
+gboolean
+ipcring_wire_decode_time (const guint8 * data, gsize len, IpcRingWireTime * out,
+    const gchar ** why)
+{
+  if (len != sizeof *out) {
+    *why = "time record of the wrong size";
+    return FALSE;
+  }
+  memcpy (out, data, sizeof *out);
+  if ((out->flags & ~IPCRING_TIME_ALL_FLAGS) || out->reserved) {
+    *why = "time record with unknown flags";
+    return FALSE;
+  }
+  return TRUE;
+}
+
+gboolean
+ipcring_wire_decode_drop (const guint8 * data, gsize len, IpcRingWireDrop * out,
+    const gchar ** why)
+{
+  if (len != sizeof *out) {
+    *why = "drop record of the wrong size";
+    return FALSE;
+  }
+  memcpy (out, data, sizeof *out);
+  return TRUE;
+}

@@ -27,6 +27,10 @@ G_BEGIN_DECLS
 #define IPCRING_REC_BUFFER IPCRING_FOURCC ('B', 'U', 'F', 'F')
 #define IPCRING_REC_EOS IPCRING_FOURCC ('E', 'O', 'S', '_')
 
+/* Live streams (readers that do not know them skip them). */
+#define IPCRING_REC_TIME IPCRING_FOURCC ('T', 'I', 'M', 'E')
+#define IPCRING_REC_DROP IPCRING_FOURCC ('D', 'R', 'O', 'P')
+
 /* Limits on what a reader accepts; larger records are a protocol error. */
 #define IPCRING_MAX_CAPS_STRING (256u * 1024u)
 #define IPCRING_MAX_EVENT_STRING (4u * 1024u * 1024u)
@@ -85,6 +89,44 @@ typedef struct {
 /* CAPS: the caps as a string (gst_caps_to_string), no header, no NUL. */
 /* EOS_: an end-of-stream event, no payload. */
 
+/* TIME: the producer's clock. Written after each STRM (with the sticky
+ * events), when the producer's base time or clock changes (PLAYING again),
+ * when its latency changes, and every second while its clock is not the
+ * system monotonic clock (whose offset to CLOCK_MONOTONIC may drift).
+ * clock_time and monotonic were sampled at the same moment, so a reader maps
+ * a producer clock time t to CLOCK_MONOTONIC as t - clock_time + monotonic. */
+typedef struct {
+  uint64_t base_time;         /* the producer pipeline's base time */
+  uint64_t clock_time;        /* its clock's time ... */
+  uint64_t monotonic;         /* ... and CLOCK_MONOTONIC at the same moment (ns) */
+  uint64_t latency_min;       /* the producer's upstream latency (ns) */
+  uint64_t latency_max;       /* all-ones: no maximum */
+  uint32_t flags;             /* IPCRING_TIME_* */
+  uint32_t reserved;          /* 0 */
+} IpcRingWireTime;
+
+/* base_time and clock_time are valid (the producer had a clock, PLAYING). */
+#define IPCRING_TIME_CLOCK (1u << 0)
+/* The clock is GstSystemClock with clock-type monotonic: clock time is
+ * CLOCK_MONOTONIC itself. */
+#define IPCRING_TIME_MONOTONIC (1u << 1)
+/* The producer's upstream is live. */
+#define IPCRING_TIME_LIVE (1u << 2)
+/* latency_min and latency_max are valid. */
+#define IPCRING_TIME_LATENCY (1u << 3)
+#define IPCRING_TIME_ALL_FLAGS 0xfu
+
+/* DROP: the sink dropped buffers (leaky): written before the next buffer,
+ * which also carries GST_BUFFER_FLAG_DISCONT. */
+typedef struct {
+  uint64_t count;             /* buffers dropped since the last DROP */
+  uint64_t total;             /* buffers dropped since the sink started */
+  uint64_t start;             /* PTS of the first dropped buffer (or all-ones) */
+  uint64_t end;               /* PTS + duration of the last one (or all-ones) */
+} IpcRingWireDrop;
+
+G_STATIC_ASSERT (sizeof (IpcRingWireTime) == 48);
+G_STATIC_ASSERT (sizeof (IpcRingWireDrop) == 32);
 G_STATIC_ASSERT (sizeof (IpcRingWireStream) == 24);
 G_STATIC_ASSERT (sizeof (IpcRingWireBuffer) == 48);
 G_STATIC_ASSERT (G_STRUCT_OFFSET (IpcRingWireBuffer, flags) == 40);
@@ -109,6 +151,13 @@ GstEvent *ipcring_wire_decode_segment (const guint8 * data, gsize len, const gch
 GstEvent *ipcring_wire_decode_event (const guint8 * data, gsize len, const gchar ** why);
 gboolean ipcring_wire_decode_buffer_header (const guint8 * data, gsize len,
     IpcRingWireBuffer * out, const gchar ** why);
+
+/* TIME and DROP records: FALSE (and *why) if the length is wrong or, for
+ * TIME, unknown flags or reserved bits are set. */
+gboolean ipcring_wire_decode_time (const guint8 * data, gsize len,
+    IpcRingWireTime * out, const gchar ** why);
+gboolean ipcring_wire_decode_drop (const guint8 * data, gsize len,
+    IpcRingWireDrop * out, const gchar ** why);
 
 G_END_DECLS
 
