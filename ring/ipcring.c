@@ -34,6 +34,18 @@
  * bound, so that steady streaming makes no futex calls; a wait longer than
  * the bound (an idle or slow stream) drops back to the configured spin. */
 #define ADAPT_MAX_NS 500000
+/* Hot window: in a ring of at least HOT_MIN_CAP bytes, a writer past the
+ * first HOT_WINDOW bytes that finds the reader past the start of this lap
+ * (room for the next record at offset 0) pads to the end and starts over
+ * there. A reader that keeps up then only ever
+ * touches the first few megabytes, which stay in the CPU caches; without it
+ * every byte of a 64 MiB ring goes through memory once per lap (1080p frames
+ * through a 64 MiB ring: about 3500 frames/s; through the window: about
+ * 11000, on a 2-core EPYC with 32 MiB of L3). The reader's index is looked
+ * at for this at most once per HOT_CHECK_EVERY bytes written. */
+#define HOT_MIN_CAP ((uint64_t)16 << 20)
+#define HOT_WINDOW ((uint64_t)4 << 20)
+#define HOT_CHECK_EVERY ((uint64_t)1 << 20)
 /* Pause instructions before each poll while spinning (about 1 us). */
 #define SPIN_PAUSES 32
 /* Longest single sleep: peer liveness is checked after each, so a dead peer
@@ -112,6 +124,7 @@ struct ipcring_writer {
   uint64_t widx;        /* private write index, published: the truth */
   uint64_t cidx;        /* end of the last claim or reservation (>= widx) */
   uint64_t cached_r;    /* last read index seen, checked */
+  uint64_t hot_checked; /* cidx when the hot window last looked at the reader */
   uint64_t reserved;    /* bytes of the open reservation, 0 if none */
   size_t reserved_len;
   uint64_t reserved_claim; /* the reservation is claim at this position (+1), 0 if not */
@@ -1009,6 +1022,27 @@ static int writer_make_room(struct ipcring_writer *w, size_t len, int64_t timeou
     return -EMSGSIZE;
   uint64_t need = ipcring_record_size(len);
   uint64_t off = w->cidx & w->s.mask;
+  if (off >= HOT_WINDOW && w->s.cap >= HOT_MIN_CAP && !w->ccount) {
+    /* Room for padding to the end and the record at offset 0 means the
+     * reader has passed the start of this lap: go back there. */
+    uint64_t wrap = w->s.cap - off + need;
+    int room = w->cidx + wrap - w->cached_r <= w->s.cap;
+    if (!room && w->cidx - w->hot_checked >= HOT_CHECK_EVERY) {
+      w->hot_checked = w->cidx;
+      /* Pairs with the reader's release store in reader_publish(). */
+      uint64_t r = ipcring_load_acquire_u64(&w->s.sh->read_index);
+      if (!indices_ok(r, w->widx, w->s.cap))
+        return side_fail(&w->s);
+      w->cached_r = r;
+      room = w->cidx + wrap - r <= w->s.cap;
+    }
+    if (room) {
+      write_header(w, w->cidx, IPCRING_PAD_LEN, 0);
+      w->widx = w->cidx = w->cidx + (w->s.cap - off);
+      writer_publish(w);
+      off = 0;
+    }
+  }
   uint64_t pad = off + need > w->s.cap ? w->s.cap - off : 0;
   int rc;
   if (pad && !w->ccount) {

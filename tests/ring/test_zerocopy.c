@@ -397,6 +397,48 @@ static void test_indices_wrap_past_2_64(void)
   free(path);
 }
 
+/* The hot window: in a ring of 16 MiB or more, a writer that finds the
+ * reader caught up past the first 4 MiB starts over at offset 0 (a padding
+ * record to the end), so a reader that keeps up only touches the start of
+ * the ring; while the reader lags, records go on past the window. */
+static void test_hot_window(void)
+{
+  struct pair p = pair_open("hot", (uint64_t)16 << 20);
+  static char chunk[256 << 10];
+  uint64_t max_off = 0;
+  struct ipcring_record_ref ref;
+  for (int i = 0; i < 200; i++) { /* 50 MiB, three laps' worth */
+    CHECK_RC(ipcring_writer_push(p.w, chunk, sizeof chunk, 1, 0), 0);
+    CHECK_RC(ipcring_reader_take(p.r, &ref, 0), 0);
+    CHECK_RC(ipcring_reader_release_to(p.r, ref.end), 0);
+    uint64_t off = ref.offset - IPCRING_DATA_OFFSET;
+    if (off > max_off)
+      max_off = off;
+  }
+  printf("  reader keeping up: highest payload offset %llu KiB\n",
+         (unsigned long long)(max_off >> 10));
+  CHECK(max_off < (6u << 20), "records went to offset %llu past the 4 MiB window",
+        (unsigned long long)max_off);
+  pair_close(&p);
+  /* A reader that lags (12 MiB behind on a fresh ring): the writer goes on
+   * past the window. */
+  p = pair_open("hot2", (uint64_t)16 << 20);
+  for (int i = 0; i < 48; i++)
+    CHECK_RC(ipcring_writer_push(p.w, chunk, sizeof chunk, 2, 0), 0);
+  max_off = 0;
+  for (int i = 0; i < 48; i++) {
+    CHECK_RC(ipcring_reader_take(p.r, &ref, 0), 0);
+    CHECK(ref.tag == 2, "record %d", i);
+    CHECK_RC(ipcring_reader_release_to(p.r, ref.end), 0);
+    uint64_t off = ref.offset - IPCRING_DATA_OFFSET;
+    if (off > max_off)
+      max_off = off;
+  }
+  CHECK(max_off >= (8u << 20), "a lagging reader's records stay in the window (%llu)",
+        (unsigned long long)max_off);
+  pair_close(&p);
+}
+
 int main(void)
 {
   setvbuf(stdout, NULL, _IOLBF, 0);
@@ -409,6 +451,7 @@ int main(void)
   RUN(test_take_and_release_to);
   RUN(test_release_from_other_thread_wakes_writer);
   RUN(test_indices_wrap_past_2_64);
+  RUN(test_hot_window);
   printf("all zero-copy ring tests passed\n");
   return 0;
 }
