@@ -1123,7 +1123,7 @@ make_stats (GstIpcRingSink * self)
       "bytes", G_TYPE_UINT64, self->st_bytes,
       "drops", G_TYPE_UINT64, self->st_drops,
       "waits", G_TYPE_UINT64, self->st_waits,
-      "queued", G_TYPE_UINT, self->st_queued,
+      "queued", G_TYPE_UINT64, (guint64) self->st_queued,
       "time-records", G_TYPE_UINT64, self->st_time_records,
       "upstream-events", G_TYPE_UINT64, self->st_upstream_events, NULL);
   IpcRingWriterHold *hold = self->hold ? ipcring_writer_hold_ref (self->hold) : NULL;

@@ -1132,7 +1132,6 @@ read_records (GstIpcRingSrc * self, GstBuffer ** outbuf)
         continue;
       case 0:{
         self->writer_gone = FALSE;
-        refresh_info (self, ref.tag == IPCRING_REC_CAPS || ref.tag == IPCRING_REC_STREAM);
         GstBuffer *buf = NULL;
         gboolean wrapped = FALSE;
         ret = handle_record (self, take ? &ref : NULL, ref.tag, ref.data, ref.len, &buf,
@@ -1141,6 +1140,7 @@ read_records (GstIpcRingSrc * self, GstBuffer ** outbuf)
           ipcring_reader_release (r);
         else if (!wrapped)
           ipcring_holder_done (h, &ref);
+        refresh_info (self, ref.tag == IPCRING_REC_CAPS || ref.tag == IPCRING_REC_STREAM);
         if (ret != GST_FLOW_OK) {
           if (buf)
             gst_buffer_unref (buf);
