@@ -304,16 +304,17 @@ write_record_full (GstIpcRingSink * self, guint32 tag, const Part * parts, guint
     if (resync && (ret = ensure_stream (self)) != GST_FLOW_OK)
       return ret;
     void *p;
-    g_mutex_lock (&hold->lock);
+    gboolean locked = ipcring_writer_hold_lock (hold);
     /* Buffers upstream has taken from the pool but not rendered come after
      * this record: they must not hold it up. */
-    ipcring_writer_hold_skip_open (hold, NULL);
+    if (locked)
+      ipcring_writer_hold_skip_open (hold, NULL);
     int rc = ipcring_writer_reserve (w, len, 0, &p);
     if (rc == 0) {
       /* A reader may have attached while we waited for room: it must see
        * the stream record first. The reservation is simply not committed. */
       if (resync && ipcring_writer_reader_generation (w) != self->stream_gen) {
-        g_mutex_unlock (&hold->lock);
+        ipcring_writer_hold_unlock (hold, locked);
         continue;
       }
       guint8 *d = p;
@@ -322,11 +323,11 @@ write_record_full (GstIpcRingSink * self, guint32 tag, const Part * parts, guint
         d += parts[i].len;
       }
       ipcring_writer_commit (w, len, tag);
-      g_mutex_unlock (&hold->lock);
+      ipcring_writer_hold_unlock (hold, locked);
       return GST_FLOW_OK;
     }
     guint64 seen = ipcring_writer_read_index (w);
-    g_mutex_unlock (&hold->lock);
+    ipcring_writer_hold_unlock (hold, locked);
     if (try_once && (rc == -EAGAIN || rc == -ENOBUFS))
       return GST_FLOW_CUSTOM_SUCCESS;
     if ((ret = wait_room (self, rc, seen, len)) != GST_FLOW_OK)
@@ -656,6 +657,9 @@ gst_ipc_ring_sink_propose_allocation (GstBaseSink * sink, GstQuery * query)
     ipcring_writer_hold_unref (hold);
     return TRUE;                /* too large for the ring: the error comes at render */
   }
+  /* From now on other threads (upstream's, whoever frees a buffer) call on
+   * the writer: every call takes the lock. */
+  g_atomic_int_set (&hold->shared, 1);
   GstBufferPool *pool = ipcring_sink_pool_new (hold);
   ipcring_writer_hold_unref (hold);
   GstStructure *config = gst_buffer_pool_get_config (pool);
