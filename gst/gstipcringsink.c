@@ -67,6 +67,9 @@ GST_DEBUG_CATEGORY_STATIC (ipcring_sink_debug);
 #define TIME_REFRESH_NS GST_SECOND
 /* How often to ask upstream for its latency again while it cannot answer. */
 #define LATENCY_RETRY_NS (100 * GST_MSECOND)
+/* How often the streaming thread copies the ring's counters for the stats
+ * property (one system call each time). */
+#define INFO_REFRESH_US (100 * G_TIME_SPAN_MILLISECOND)
 
 /* How often render checks that an attached reader is still alive (one
  * system call), so that on-reader-lost=error fires without waiting for the
@@ -115,6 +118,8 @@ struct _GstIpcRingSink
   guint64 st_time_records;
   guint64 st_upstream_events;
   guint st_queued;
+  struct ipcring_info st_info;  /* copied by the streaming thread */
+  gboolean st_have_info;
 
   /* set in start, cleared in stop; unlock reads it under the object lock.
    * Every call on the writer is made under hold->lock (the pool lends ring
@@ -144,6 +149,7 @@ struct _GstIpcRingSink
   guint64 time_sent_mono;
   gboolean time_monotonic;
   gint latency_dirty;           /* atomic: set by LATENCY events */
+  gint64 next_info;             /* when to copy the ring's counters again */
   gboolean latency_known;       /* upstream answered the latency query */
   guint64 latency_retry;        /* if not, when to ask again (CLOCK_MONOTONIC) */
   gboolean up_live;             /* the last answer of upstream's latency query */
@@ -212,6 +218,7 @@ typedef struct
 } Part;
 
 static GstFlowReturn ensure_stream (GstIpcRingSink * self);
+static GstFlowReturn render_buffer (GstIpcRingSink * self, GstBuffer * buf);
 
 /* A blocking ring call failed with rc: decide what to do. OK means retry. */
 static GstFlowReturn
@@ -814,10 +821,38 @@ clear_queue (GstIpcRingSink * self)
   update_queued (self);
 }
 
+/* The ring's counters for the stats property: only the streaming thread
+ * calls on the writer unlocked (until there is a pool), so it copies them,
+ * at most every INFO_REFRESH_US unless forced. */
+static void
+refresh_info (GstIpcRingSink * self, gboolean force)
+{
+  gint64 now = g_get_monotonic_time ();
+  if (!self->hold || (!force && now < self->next_info))
+    return;
+  self->next_info = now + INFO_REFRESH_US;
+  struct ipcring_info info;
+  gboolean locked = ipcring_writer_hold_lock (self->hold);
+  ipcring_writer_info (self->writer, &info);
+  ipcring_writer_hold_unlock (self->hold, locked);
+  GST_OBJECT_LOCK (self);
+  self->st_info = info;
+  self->st_have_info = TRUE;
+  GST_OBJECT_UNLOCK (self);
+}
+
 static GstFlowReturn
 gst_ipc_ring_sink_render (GstBaseSink * sink, GstBuffer * buf)
 {
   GstIpcRingSink *self = GST_IPC_RING_SINK (sink);
+  GstFlowReturn ret = render_buffer (self, buf);
+  refresh_info (self, FALSE);
+  return ret;
+}
+
+static GstFlowReturn
+render_buffer (GstIpcRingSink * self, GstBuffer * buf)
+{
   GstFlowReturn ret = check_reader (self);
   if (ret == GST_FLOW_OK)
     ret = check_time (self);
@@ -903,6 +938,7 @@ gst_ipc_ring_sink_event (GstBaseSink * sink, GstEvent * event)
     if (ret == GST_FLOW_OK)
       ret = GST_EVENT_TYPE (event) == GST_EVENT_EOS ? finish_stream (self, event)
           : write_event (self, event, TRUE);
+    refresh_info (self, TRUE);
   }
 
   if (ret != GST_FLOW_OK) {
@@ -1043,6 +1079,9 @@ gst_ipc_ring_sink_start (GstBaseSink * sink)
   self->queue_max = self->queue_buffers;
   self->st_buffers = self->st_bytes = self->st_drops = self->st_waits = 0;
   self->st_time_records = self->st_upstream_events = 0;
+  memset (&self->st_info, 0, sizeof self->st_info);
+  self->st_have_info = FALSE;
+  self->next_info = 0;
   self->hold = ipcring_writer_hold_new (w, capacity);
   self->writer = w;
   self->path = path;
@@ -1069,6 +1108,12 @@ gst_ipc_ring_sink_stop (GstBaseSink * sink)
      * upstream for pool buffers it still holds: the ring is closed when the
      * last of them is gone. */
     g_mutex_lock (&hold->lock);
+    struct ipcring_info info;
+    ipcring_writer_info (hold->w, &info);       /* the last counters, for stats */
+    GST_OBJECT_LOCK (self);
+    self->st_info = info;
+    self->st_have_info = TRUE;
+    GST_OBJECT_UNLOCK (self);
     hold->closed = TRUE;
     ipcring_writer_eos (hold->w);
     ipcring_writer_unlink (hold->w);
@@ -1130,19 +1175,9 @@ make_stats (GstIpcRingSink * self)
       "queued", G_TYPE_UINT64, (guint64) self->st_queued,
       "time-records", G_TYPE_UINT64, self->st_time_records,
       "upstream-events", G_TYPE_UINT64, self->st_upstream_events, NULL);
-  IpcRingWriterHold *hold = self->hold ? ipcring_writer_hold_ref (self->hold) : NULL;
+  struct ipcring_info info = self->st_info;
+  gboolean have_info = self->st_have_info;
   GST_OBJECT_UNLOCK (self);
-  struct ipcring_info info = { 0 };
-  gboolean have_info = FALSE;
-  if (hold) {
-    g_mutex_lock (&hold->lock);
-    if (!hold->closed) {
-      ipcring_writer_info (hold->w, &info);
-      have_info = TRUE;
-    }
-    g_mutex_unlock (&hold->lock);
-    ipcring_writer_hold_unref (hold);
-  }
   guint64 fill = have_info ? info.write_index - info.read_index : 0;
   if (have_info && fill > info.capacity)
     fill = info.capacity;       /* the reader's index is the reader's word */

@@ -396,14 +396,19 @@ map_time (GstIpcRingSrc * self, GstClockTime t, GstClockTime * out)
    * monotonic time; plus our clock's offset to CLOCK_MONOTONIC (0 for the
    * system monotonic clock) = our clock time; minus our base time = our
    * running time. */
+  if (!self->have_time || !(self->wtime.flags & IPCRING_TIME_CLOCK)) {
+    /* The producer rendered it before its pipeline was PLAYING (or before
+     * its sink saw that it was): when it was captured is unknown. */
+    GST_LOG_OBJECT (self, "running-time: no producer clock yet, dropping");
+    return FALSE;
+  }
   GstClock *clock = gst_element_get_clock (GST_ELEMENT (self));
-  if (!clock || !self->have_time || !(self->wtime.flags & IPCRING_TIME_CLOCK)) {
+  if (!clock) {
+    /* Only with is-live=false set: a buffer prerolled in PAUSED. */
     if (!self->warned_no_clock)
-      GST_INFO_OBJECT (self, "running-time: %s has no clock yet, buffers pass as carried",
-          clock ? "the producer" : "this pipeline");
+      GST_INFO_OBJECT (self, "running-time: this pipeline has no clock yet, buffers pass "
+          "with the producer's running time");
     self->warned_no_clock = TRUE;
-    if (clock)
-      gst_object_unref (clock);
     *out = rt;
     return TRUE;
   }
@@ -955,8 +960,14 @@ gst_ipc_ring_src_change_state (GstElement * element, GstStateChange transition)
   if (transition == GST_STATE_CHANGE_READY_TO_PAUSED) {
     GST_OBJECT_LOCK (self);
     gboolean follow = !self->is_live_set;
+    gboolean running_time = self->timestamp_mode == GST_IPC_RING_TIMESTAMP_RUNNING_TIME;
     GST_OBJECT_UNLOCK (self);
-    if (follow)
+    /* running-time maps buffers with this pipeline's base time, which only
+     * exists in PLAYING: a source that prerolled a buffer in PAUSED could
+     * not map it. So running-time is live unless is-live says otherwise. */
+    if (follow && running_time)
+      gst_base_src_set_live (GST_BASE_SRC (self), TRUE);
+    else if (follow)
       probe_writer (self);
   }
   GstStateChangeReturn ret =
@@ -1597,7 +1608,8 @@ gst_ipc_ring_src_class_init (GstIpcRingSrcClass * klass)
       G_PARAM_READWRITE | G_PARAM_STATIC_STRINGS | GST_PARAM_MUTABLE_READY);
   properties[PROP_IS_LIVE] = g_param_spec_boolean ("is-live", "Is live",
       "Act as a live source. Unless set, it follows the producer: live when the "
-      "producer's upstream is live (known from its first time record)", DEFAULT_IS_LIVE,
+      "producer's upstream is live (known from its first time record, if it is in the ring "
+      "when the source starts); with timestamp-mode=running-time, live", DEFAULT_IS_LIVE,
       G_PARAM_READWRITE | G_PARAM_STATIC_STRINGS | GST_PARAM_MUTABLE_READY);
   properties[PROP_ON_WRITER_LOST] = g_param_spec_enum ("on-writer-lost", "On writer lost",
       "What to do when the producer dies, after delivering all it wrote",
