@@ -240,6 +240,15 @@ order_log_free (OrderLog * log)
   g_mutex_clear (&log->lock);
 }
 
+/* A bus of our own: its pending messages hold their source elements, which
+ * hold the bus; flushing drops them so that both can go. */
+static void
+bus_free (GstBus * bus)
+{
+  gst_bus_set_flushing (bus, TRUE);
+  gst_object_unref (bus);
+}
+
 /* ---- Harnesses ------------------------------------------------------------ */
 
 /* A sink harness on ring (started, so the ring file exists on return).
@@ -976,8 +985,9 @@ GST_START_TEST (test_src_keeps_stream_segment)
   GstHarness *sink = sink_harness_new (ring, 1u << 20, NULL);
   wait_reader_attached (ring, 1);
 
-  fail_unless (gst_harness_push_event (sink,
-          gst_event_new_caps (gst_caps_new_empty_simple ("application/x-test"))));
+  GstCaps *test_caps = gst_caps_new_empty_simple ("application/x-test");
+  fail_unless (gst_harness_push_event (sink, gst_event_new_caps (test_caps)));
+  gst_caps_unref (test_caps);
   GstSegment seg;
   gst_segment_init (&seg, GST_FORMAT_TIME);
   seg.start = 10 * GST_SECOND;
@@ -1045,9 +1055,11 @@ GST_START_TEST (test_caps_renegotiation)
   BufferSpec specs[G_N_ELEMENTS (caps_seq)];
   gst_harness_set_src_caps_str (sink, caps_seq[0]);
   for (guint i = 0; i < G_N_ELEMENTS (caps_seq); i++) {
-    if (i > 0 && strcmp (caps_seq[i], caps_seq[i - 1]) != 0)
-      fail_unless (gst_harness_push_event (sink,
-              gst_event_new_caps (gst_caps_from_string (caps_seq[i]))));
+    if (i > 0 && strcmp (caps_seq[i], caps_seq[i - 1]) != 0) {
+      GstCaps *c = gst_caps_from_string (caps_seq[i]);
+      fail_unless (gst_harness_push_event (sink, gst_event_new_caps (c)));
+      gst_caps_unref (c);
+    }
     GstBuffer *buf = make_buffer (100 + i, 100 + i * 1000, 1,
         i == 0 ? GST_BUFFER_FLAG_DISCONT : 0);
     if (i > 0) {
@@ -1141,7 +1153,7 @@ GST_START_TEST (test_largest_buffer)
 
   gst_harness_teardown (sink);
   gst_harness_teardown (src);
-  gst_object_unref (bus);
+  bus_free (bus);
   g_free (ring);
   test_dir_cleanup ();
 }
@@ -1169,7 +1181,7 @@ sink_start_fails (const gchar * ring, guint64 capacity, gint code)
   fail_unless_equals_int (gst_element_set_state (e, GST_STATE_NULL), GST_STATE_CHANGE_SUCCESS);
   gst_element_set_bus (e, NULL);
   gst_object_unref (e);
-  gst_object_unref (bus);
+  bus_free (bus);
   return text;
 }
 
@@ -1182,7 +1194,7 @@ src_fails (const gchar * ring, gint code)
   GstHarness *h = src_harness_new (ring, bus, NULL);
   gchar *text = expect_error (bus, 5 * GST_SECOND, GST_RESOURCE_ERROR, code);
   gst_harness_teardown (h);
-  gst_object_unref (bus);
+  bus_free (bus);
   return text;
 }
 
@@ -1239,7 +1251,7 @@ GST_START_TEST (test_fd_rings)
   g_free (ring);
   gst_element_set_state (e, GST_STATE_NULL);
   gst_object_unref (e);
-  gst_object_unref (bus);
+  bus_free (bus);
   test_dir_cleanup ();
 }
 
@@ -1486,7 +1498,7 @@ timed_stop (GstElement * pipe)
   gint64 dt = g_get_monotonic_time () - t0;
   GstBus *bus = gst_element_get_bus (pipe);
   assert_no_error (bus);
-  gst_object_unref (bus);
+  bus_free (bus);
   return dt;
 }
 
@@ -1706,7 +1718,7 @@ GST_START_TEST (test_flush_while_blocked)
 
   gst_harness_teardown (sink);
   gst_harness_teardown (src);
-  gst_object_unref (bus);
+  bus_free (bus);
   g_free (ring);
   test_dir_cleanup ();
 }
@@ -1796,7 +1808,7 @@ GST_START_TEST (test_flushing_seek_while_blocked)
   assert_no_error (bus);
   fail_unless_equals_int (gst_element_set_state (pipe, GST_STATE_NULL), GST_STATE_CHANGE_SUCCESS);
   assert_no_error (bus);
-  gst_object_unref (bus);
+  bus_free (bus);
   gst_object_unref (pipe);
   g_free (ring);
   test_dir_cleanup ();
