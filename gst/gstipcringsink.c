@@ -272,6 +272,46 @@ handle_ring_error (GstIpcRingSink * self, int rc, gsize len)
   }
 }
 
+/* Upstream events from the consumer (the ring's back channel): decode and
+ * push them upstream from the sink pad. Streaming thread only. The reader is
+ * not trusted: a record that does not decode is logged and dropped. */
+static void
+poll_upstream (GstIpcRingSink * self)
+{
+  guint8 buf[IPCRING_BACK_MAX];
+  for (guint n = 0; n < 16; n++) {
+    size_t len = 0;
+    uint32_t tag = 0;
+    gboolean locked = ipcring_writer_hold_lock (self->hold);
+    int rc = ipcring_writer_recv (self->writer, buf, sizeof buf, &len, &tag);
+    ipcring_writer_hold_unlock (self->hold, locked);
+    if (rc < 0) {
+      if (rc != -EAGAIN)
+        GST_DEBUG_OBJECT (self, "back channel: %s", ipcring_strerror (rc));
+      return;
+    }
+    if (tag != IPCRING_BACK_EVENT) {
+      GST_DEBUG_OBJECT (self, "back channel: skipping record %" GST_FOURCC_FORMAT,
+          GST_FOURCC_ARGS (tag));
+      continue;
+    }
+    const gchar *why = NULL;
+    GstEvent *ev = ipcring_wire_decode_upstream_event (buf, (gsize) rc, &why);
+    if (!ev) {
+      GST_WARNING_OBJECT (self, "the consumer sent a malformed upstream event: %s", why);
+      continue;
+    }
+    GST_DEBUG_OBJECT (self, "upstream event from the consumer: %" GST_PTR_FORMAT, ev);
+    GST_OBJECT_LOCK (self);
+    self->st_upstream_events++;
+    GST_OBJECT_UNLOCK (self);
+    gst_pad_push_event (GST_BASE_SINK_PAD (self), ev);
+  }
+}
+
+/* How long a wait for room sleeps between looks at the back channel. */
+#define BACK_POLL_NS (20 * GST_MSECOND)
+
 /* The ring has no room now (rc from a call with timeout 0, under the lock,
  * which the caller has just dropped; seen is the read index that call saw):
  * wait for the reader outside the lock. OK means try again. */
@@ -288,7 +328,9 @@ wait_room (GstIpcRingSink * self, int rc, guint64 seen, gsize len)
     if (rc == -ETIMEDOUT)
       rc = 0;
   } else if (rc == -EAGAIN) {
-    rc = ipcring_writer_wait_read (self->writer, seen, -1);
+    /* The consumer may ask for something (a keyframe) while we wait. */
+    while ((rc = ipcring_writer_wait_read (self->writer, seen, BACK_POLL_NS)) == -ETIMEDOUT)
+      poll_upstream (self);
   }
   return rc == 0 ? GST_FLOW_OK : handle_ring_error (self, rc, len);
 }
@@ -853,6 +895,7 @@ gst_ipc_ring_sink_render (GstBaseSink * sink, GstBuffer * buf)
 static GstFlowReturn
 render_buffer (GstIpcRingSink * self, GstBuffer * buf)
 {
+  poll_upstream (self);
   GstFlowReturn ret = check_reader (self);
   if (ret == GST_FLOW_OK)
     ret = check_time (self);

@@ -190,6 +190,8 @@ struct _GstIpcRingSrc
   gint64 next_info;
   gboolean warned_no_clock;
   GArray *prefetch;             /* records taken by probe_writer, not handled yet */
+  GThread *stream_thread;       /* the thread in create() */
+  GQueue upstream;              /* GBytes to send on the back channel, under lock */
 };
 
 G_DEFINE_TYPE (GstIpcRingSrc, gst_ipc_ring_src, GST_TYPE_PUSH_SRC);
@@ -1040,6 +1042,7 @@ drop_holder (GstIpcRingSrc * self)
   IpcRingHolder *h = self->holder;
   self->holder = NULL;
   g_array_set_size (self->prefetch, 0);
+  g_queue_clear_full (&self->upstream, (GDestroyNotify) g_bytes_unref);
   g_mutex_unlock (&self->lock);
   if (h) {
     ipcring_holder_detach (h);
@@ -1093,6 +1096,83 @@ writer_lost (GstIpcRingSrc * self, gboolean clean)
   }
 }
 
+/* ---- Upstream events: the back channel --------------------------------- */
+
+/* How soon to try again when the back channel is full. */
+#define BACK_RETRY_NS (10 * GST_MSECOND)
+/* Upstream events waiting for room, at most; older ones are dropped. */
+#define BACK_QUEUE_MAX 64u
+
+/* Send what is queued, in order, as far as the back channel has room. Only
+ * the streaming thread (or a thread that knows the streaming thread is not
+ * in a reader call) calls this. Returns TRUE if something is left. */
+static gboolean
+send_upstream (GstIpcRingSrc * self)
+{
+  g_mutex_lock (&self->lock);
+  ipcring_reader *r = self->holder ? ipcring_holder_reader (self->holder) : NULL;
+  GBytes *b;
+  while (r && (b = g_queue_peek_head (&self->upstream))) {
+    gsize size;
+    const void *data = g_bytes_get_data (b, &size);
+    int rc = ipcring_reader_send (r, data, size, IPCRING_BACK_EVENT);
+    GST_LOG_OBJECT (self, "back channel send of %" G_GSIZE_FORMAT " bytes: %d", size, rc);
+    if (rc == -EAGAIN)
+      break;
+    g_queue_pop_head (&self->upstream);
+    g_bytes_unref (b);
+    if (rc == 0) {
+      GST_OBJECT_LOCK (self);
+      self->st_upstream_events++;
+      GST_OBJECT_UNLOCK (self);
+    } else {
+      GST_WARNING_OBJECT (self, "could not send an upstream event: %s",
+          ipcring_strerror (rc));
+    }
+  }
+  gboolean left = self->upstream.length > 0;
+  g_mutex_unlock (&self->lock);
+  return left;
+}
+
+/* Upstream events go to the producer's sink, which pushes them upstream
+ * there: an encoder here can ask the capture process for a keyframe. */
+static gboolean
+gst_ipc_ring_src_event (GstBaseSrc * bsrc, GstEvent * event)
+{
+  GstIpcRingSrc *self = GST_IPC_RING_SRC (bsrc);
+  gboolean sent = FALSE;
+  if (ipcring_wire_upstream_event_is_carried (event)) {
+    const gchar *why = NULL;
+    GBytes *b = ipcring_wire_encode_upstream_event (event, IPCRING_BACK_MAX, &why);
+    if (!b) {
+      GST_DEBUG_OBJECT (self, "not sending %" GST_PTR_FORMAT ": %s", event, why);
+    } else {
+      g_mutex_lock (&self->lock);
+      if (self->holder && !self->flushing) {
+        g_queue_push_tail (&self->upstream, b);
+        while (self->upstream.length > BACK_QUEUE_MAX)
+          g_bytes_unref (g_queue_pop_head (&self->upstream));
+        sent = TRUE;
+        /* From the streaming thread (a downstream element reacting to a
+         * buffer) send at once; from any other, wake the streaming thread,
+         * which alone may call on the reader. */
+        if (g_atomic_pointer_get (&self->stream_thread) != g_thread_self ())
+          ipcring_reader_interrupt (ipcring_holder_reader (self->holder));
+      } else {
+        g_bytes_unref (b);
+      }
+      g_mutex_unlock (&self->lock);
+      if (sent && g_atomic_pointer_get (&self->stream_thread) == g_thread_self ())
+        send_upstream (self);
+      GST_DEBUG_OBJECT (self, "%s %" GST_PTR_FORMAT " to the producer",
+          sent ? "sending" : "no producer for", event);
+    }
+  }
+  gboolean ret = GST_BASE_SRC_CLASS (gst_ipc_ring_src_parent_class)->event (bsrc, event);
+  return sent || ret;
+}
+
 /* ---- GstPushSrc ------------------------------------------------------ */
 
 static GstFlowReturn
@@ -1110,6 +1190,9 @@ read_records (GstIpcRingSrc * self, GstBuffer ** outbuf)
      * holds records: look now and then whether the writer waits for them. */
     gboolean holding = ipcring_holder_holding (h);
     int64_t timeout = holding ? HOLD_POLL_NS : -1;
+    /* Upstream events the back channel had no room for: try again soon. */
+    if (send_upstream (self) && (timeout < 0 || timeout > (int64_t) BACK_RETRY_NS))
+      timeout = BACK_RETRY_NS;
     if (self->writer_gone && (timeout < 0 || timeout > OPEN_RETRY_US * 1000))
       timeout = OPEN_RETRY_US * 1000;
     /* Records are taken (released later, in order) while buffers may be
@@ -1163,8 +1246,18 @@ read_records (GstIpcRingSrc * self, GstBuffer ** outbuf)
         }
         continue;
       }
-      case -ECANCELED:
-        return GST_FLOW_FLUSHING;
+      case -ECANCELED:{
+        /* Either flushing, or another thread queued an upstream event and
+         * woke us to send it (only this thread calls on the reader). */
+        g_mutex_lock (&self->lock);
+        gboolean flushing = self->flushing;
+        if (!flushing)
+          ipcring_reader_clear_interrupt (r);
+        g_mutex_unlock (&self->lock);
+        if (flushing)
+          return GST_FLOW_FLUSHING;
+        continue;
+      }
       case -ENODATA:
         /* The writer stopped cleanly without an EOS of its own. */
         if (self->on_writer_lost != GST_IPC_RING_ON_WRITER_LOST_WAIT) {
@@ -1209,6 +1302,7 @@ static GstFlowReturn
 gst_ipc_ring_src_create (GstPushSrc * psrc, GstBuffer ** outbuf)
 {
   GstIpcRingSrc *self = GST_IPC_RING_SRC (psrc);
+  g_atomic_pointer_set (&self->stream_thread, g_thread_self ());
   restore_own_segment (self);
   GstFlowReturn ret = read_records (self, outbuf);
   if (ret != GST_FLOW_OK)
@@ -1297,6 +1391,7 @@ gst_ipc_ring_src_stop (GstBaseSrc * bsrc)
 {
   GstIpcRingSrc *self = GST_IPC_RING_SRC (bsrc);
   drop_holder (self);
+  g_atomic_pointer_set (&self->stream_thread, NULL);
   self->zero_copy = FALSE;
   gst_caps_replace (&self->caps, NULL);
   return TRUE;
@@ -1572,6 +1667,7 @@ gst_ipc_ring_src_init (GstIpcRingSrc * self)
   g_cond_init (&self->cond);
   self->unknown_tags = g_hash_table_new (NULL, NULL);
   self->prefetch = g_array_new (FALSE, FALSE, sizeof (struct ipcring_record_ref));
+  g_queue_init (&self->upstream);
   gst_segment_init (&self->segment, GST_FORMAT_TIME);
   /* TIME keeps GstBaseSrc from inventing offsets or a first DTS. */
   gst_base_src_set_format (GST_BASE_SRC (self), GST_FORMAT_TIME);
@@ -1656,6 +1752,7 @@ gst_ipc_ring_src_class_init (GstIpcRingSrcClass * klass)
   basesrc_class->get_caps = GST_DEBUG_FUNCPTR (gst_ipc_ring_src_get_caps);
   basesrc_class->is_seekable = GST_DEBUG_FUNCPTR (gst_ipc_ring_src_is_seekable);
   basesrc_class->query = GST_DEBUG_FUNCPTR (gst_ipc_ring_src_query);
+  basesrc_class->event = GST_DEBUG_FUNCPTR (gst_ipc_ring_src_event);
   pushsrc_class->create = GST_DEBUG_FUNCPTR (gst_ipc_ring_src_create);
 
   gst_type_mark_as_plugin_api (GST_TYPE_IPC_RING_ON_WRITER_LOST, 0);

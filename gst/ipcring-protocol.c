@@ -8,6 +8,7 @@
  * malformed structure can never become an event that crashes a parser. */
 #include "ipcring-protocol.h"
 
+#include <math.h>
 #include <string.h>
 
 /* ---- What the reader accepts -------------------------------------------
@@ -1073,4 +1074,173 @@ ipcring_wire_decode_drop (const guint8 * data, gsize len, IpcRingWireDrop * out,
   }
   memcpy (out, data, sizeof *out);
   return TRUE;
+}
+
+/* ---- Upstream events: the back channel ------------------------------------ */
+
+static gboolean
+upstream_type_is_carried (guint32 type)
+{
+  switch (type) {
+    case GST_EVENT_QOS:
+    case GST_EVENT_NAVIGATION:
+    case GST_EVENT_RECONFIGURE:
+    case GST_EVENT_CUSTOM_UPSTREAM:
+      return TRUE;
+    default:
+      return FALSE;
+  }
+}
+
+gboolean
+ipcring_wire_upstream_event_is_carried (GstEvent * event)
+{
+  return upstream_type_is_carried (GST_EVENT_TYPE (event));
+}
+
+#define NAVIGATION_NAME "application/x-gst-navigation"
+
+static GstStructure *
+upstream_event_to_structure (GstEvent * event)
+{
+  switch (GST_EVENT_TYPE (event)) {
+    case GST_EVENT_QOS:{
+      GstQOSType type;
+      gdouble proportion;
+      GstClockTimeDiff diff;
+      GstClockTime ts;
+      gst_event_parse_qos (event, &type, &proportion, &diff, &ts);
+      return gst_structure_new ("qos", "type", G_TYPE_UINT, (guint) type,
+          "proportion", G_TYPE_DOUBLE, proportion, "diff", G_TYPE_INT64, (gint64) diff,
+          "timestamp", G_TYPE_UINT64, (guint64) ts, NULL);
+    }
+    case GST_EVENT_RECONFIGURE:
+      return gst_structure_new_empty ("reconfigure");
+    case GST_EVENT_NAVIGATION:
+    case GST_EVENT_CUSTOM_UPSTREAM:{
+      const GstStructure *st = gst_event_get_structure (event);
+      return st ? gst_structure_copy (st) : NULL;
+    }
+    default:
+      return NULL;
+  }
+}
+
+GBytes *
+ipcring_wire_encode_upstream_event (GstEvent * event, gsize max, const gchar ** why)
+{
+  if (!ipcring_wire_upstream_event_is_carried (event)) {
+    *why = "upstream event type is not carried";
+    return NULL;
+  }
+  GstStructure *s = upstream_event_to_structure (event);
+  if (!s) {
+    *why = "upstream event without a structure";
+    return NULL;
+  }
+  gchar *str = gst_structure_to_string (s);
+  gst_structure_free (s);
+  gsize len = strlen (str);
+  IpcRingWireEvent hdr = { (uint32_t) GST_EVENT_TYPE (event), gst_event_get_seqnum (event) };
+  if (sizeof hdr + len > max) {
+    g_free (str);
+    *why = "upstream event too large for the back channel";
+    return NULL;
+  }
+  Check c;
+  check_init (&c, FALSE);
+  if (!check_event_string (&c, GST_EVENT_TYPE (event), str)) {
+    g_free (str);
+    *why = c.why;
+    return NULL;
+  }
+  guint8 *buf = g_malloc (sizeof hdr + len);
+  memcpy (buf, &hdr, sizeof hdr);
+  memcpy (buf + sizeof hdr, str, len);
+  g_free (str);
+  return g_bytes_new_take (buf, sizeof hdr + len);
+}
+
+static GstEvent *
+structure_to_upstream_event (GstEventType type, const GstStructure * s, const gchar ** why)
+{
+  switch (type) {
+    case GST_EVENT_QOS:{
+      guint t;
+      gdouble proportion;
+      gint64 diff;
+      guint64 ts;
+      if (!gst_structure_has_name (s, "qos")
+          || !gst_structure_get_uint (s, "type", &t)
+          || !gst_structure_get_double (s, "proportion", &proportion)
+          || !gst_structure_get_int64 (s, "diff", &diff)
+          || !gst_structure_get_uint64 (s, "timestamp", &ts)) {
+        *why = "qos event without its fields";
+        return NULL;
+      }
+      if (t > GST_QOS_TYPE_THROTTLE || !isfinite (proportion) || proportion < 0.0
+          || !GST_CLOCK_TIME_IS_VALID (ts)) {
+        *why = "qos event with invalid values";
+        return NULL;
+      }
+      return gst_event_new_qos ((GstQOSType) t, proportion, diff, ts);
+    }
+    case GST_EVENT_RECONFIGURE:
+      if (!gst_structure_has_name (s, "reconfigure") || gst_structure_n_fields (s) != 0) {
+        *why = "malformed reconfigure event";
+        return NULL;
+      }
+      return gst_event_new_reconfigure ();
+    case GST_EVENT_NAVIGATION:
+      if (!gst_structure_has_name (s, NAVIGATION_NAME)) {
+        *why = "navigation event with another structure";
+        return NULL;
+      }
+      return gst_event_new_navigation (gst_structure_copy (s));
+    case GST_EVENT_CUSTOM_UPSTREAM:
+      return gst_event_new_custom (GST_EVENT_CUSTOM_UPSTREAM, gst_structure_copy (s));
+    default:
+      *why = "upstream event type is not carried";
+      return NULL;
+  }
+}
+
+GstEvent *
+ipcring_wire_decode_upstream_event (const guint8 * data, gsize len, const gchar ** why)
+{
+  IpcRingWireEvent hdr;
+  if (len < sizeof hdr) {
+    *why = "upstream event record too short";
+    return NULL;
+  }
+  memcpy (&hdr, data, sizeof hdr);
+  if (!upstream_type_is_carried (hdr.type)) {
+    *why = "upstream event type is not one that is carried";
+    return NULL;
+  }
+  gchar *str = copy_string (data + sizeof hdr, len - sizeof hdr, IPCRING_MAX_EVENT_STRING, why);
+  if (!str)
+    return NULL;
+  Check c;
+  check_init (&c, TRUE);
+  GstStructure *s = NULL;
+  gchar *end = NULL;
+  if (check_event_string (&c, (GstEventType) hdr.type, str))
+    s = gst_structure_from_string (str, &end);
+  check_finish (&c);
+  if (s && *end != '\0') {
+    gst_structure_free (s);
+    s = NULL;
+    c.why = "event structure has text after its end";
+  }
+  g_free (str);
+  if (!s) {
+    *why = c.why ? c.why : "event structure does not parse";
+    return NULL;
+  }
+  GstEvent *ev = structure_to_upstream_event ((GstEventType) hdr.type, s, why);
+  gst_structure_free (s);
+  if (ev && hdr.seqnum)
+    gst_event_set_seqnum (ev, hdr.seqnum);
+  return ev;
 }

@@ -125,6 +125,12 @@ typedef struct {
   uint64_t end;               /* PTS + duration of the last one (or all-ones) */
 } IpcRingWireDrop;
 
+/* The back channel (reader to writer, ipcring_reader_send()): UEVT records,
+ * an upstream event as an IpcRingWireEvent header and a structure string,
+ * at most IPCRING_BACK_MAX bytes in all. Carried: QoS, navigation,
+ * reconfigure and custom upstream events (force-key-unit among them). */
+#define IPCRING_BACK_EVENT IPCRING_FOURCC ('U', 'E', 'V', 'T')
+
 G_STATIC_ASSERT (sizeof (IpcRingWireTime) == 48);
 G_STATIC_ASSERT (sizeof (IpcRingWireDrop) == 32);
 G_STATIC_ASSERT (sizeof (IpcRingWireStream) == 24);
@@ -158,6 +164,14 @@ gboolean ipcring_wire_decode_time (const guint8 * data, gsize len,
     IpcRingWireTime * out, const gchar ** why);
 gboolean ipcring_wire_decode_drop (const guint8 * data, gsize len,
     IpcRingWireDrop * out, const gchar ** why);
+
+/* Upstream events on the back channel. The encoder returns NULL (and why)
+ * for events that are not carried or do not fit in max bytes; the decoder
+ * treats its input as hostile, like the other decoders. */
+gboolean ipcring_wire_upstream_event_is_carried (GstEvent * event);
+GBytes *ipcring_wire_encode_upstream_event (GstEvent * event, gsize max, const gchar ** why);
+GstEvent *ipcring_wire_decode_upstream_event (const guint8 * data, gsize len,
+    const gchar ** why);
 
 G_END_DECLS
 

@@ -21,11 +21,20 @@
  *    (the sink's own queue); both count the drops in stats and announce them
  *    to the consumer as a gap event over the dropped time with the count in
  *    its "dropped" field and DISCONT on the next buffer;
- *  - stats: buffers, bytes, peer pid and generation on both sides.
+ *  - stats: buffers, bytes, peer pid and generation on both sides;
+ *  - upstream events sent to the source (force-key-unit, QoS, navigation,
+ *    reconfigure, custom upstream) come out of the sink's pad upstream, in
+ *    order, with their fields, counted on both sides;
+ *  - the back channel is hostile input: malformed records are refused by
+ *    the decoder, and a reader that sends them does not stop the sink from
+ *    passing on the valid ones.
  *
  * Ring files live in a fresh directory (in /dev/shm when there is one),
  * removed at the end of each test and at exit. */
 #define _GNU_SOURCE
+/* The protocol's decoders, compiled in, for the back channel's cases. */
+#include "ipcring-protocol.c"
+
 #include <gst/check/gstcheck.h>
 #include <gst/check/gstharness.h>
 #include <gst/gst.h>
@@ -36,6 +45,9 @@
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
+#include <gst/video/video.h>
+
+#include "ipcring.h"
 
 #define WAIT_MS 10000
 #define MSEC GST_MSECOND
@@ -713,6 +725,201 @@ GST_START_TEST (test_stats)
 
 GST_END_TEST;
 
+/* ---- Upstream events ------------------------------------------------------ */
+
+/* The harness's own upstream events (a reconfigure at setup): not ours. */
+static void
+drain_upstream (GstHarness * sink)
+{
+  GstEvent *ev;
+  while ((ev = gst_harness_try_pull_upstream_event (sink)))
+    gst_event_unref (ev);
+}
+
+/* Push one buffer into the sink (which looks at the back channel before
+ * each buffer) until an upstream event comes out of it, bounded. */
+static GstEvent *
+pull_upstream_bounded (GstHarness * sink, GstHarness * src, guint * n)
+{
+  gint64 end = g_get_monotonic_time () + WAIT_MS * 1000;
+  GstEvent *ev;
+  while ((ev = gst_harness_try_pull_upstream_event (sink)) == NULL) {
+    fail_unless (g_get_monotonic_time () < end, "no upstream event within %d ms", WAIT_MS);
+    fail_unless_equals_int (gst_harness_push (sink, make_buffer (*n, 100, *n * MSEC, MSEC)),
+        GST_FLOW_OK);
+    (*n)++;
+    if (src) {
+      GstBuffer *b = gst_harness_try_pull (src);
+      if (b)
+        gst_buffer_unref (b);
+    }
+    g_usleep (2000);
+  }
+  return ev;
+}
+
+GST_START_TEST (test_upstream_events)
+{
+  announce ("upstream events cross from the consumer to the producer, in order");
+  gchar *ring = ring_path_new ();
+  GstHarness *sink = sink_harness_new (ring, 1 << 20, 0, 0, NULL);
+  gst_harness_set_src_caps_str (sink, OCTET_CAPS);
+  GstHarness *src = src_harness_new (ring, NULL, 0, NULL);
+  guint n = 0;
+  fail_unless_equals_int (gst_harness_push (sink, make_buffer (n, 100, 0, MSEC)), GST_FLOW_OK);
+  n++;
+  gst_buffer_unref (pull_bounded (src));        /* the source is attached */
+  drain_upstream (sink);
+
+  /* from this thread (not the source's streaming thread) */
+  fail_unless (gst_harness_push_upstream_event (src,
+          gst_video_event_new_upstream_force_key_unit (5 * GST_SECOND, TRUE, 7)));
+  fail_unless (gst_harness_push_upstream_event (src,
+          gst_event_new_qos (GST_QOS_TYPE_UNDERFLOW, 1.5, -2 * GST_MSECOND, 3 * GST_SECOND)));
+  fail_unless (gst_harness_push_upstream_event (src,
+          gst_event_new_navigation (gst_structure_new (NAVIGATION_NAME, "event",
+                  G_TYPE_STRING, "mouse-move", "pointer_x", G_TYPE_DOUBLE, 10.0,
+                  "pointer_y", G_TYPE_DOUBLE, 20.0, NULL))));
+  fail_unless (gst_harness_push_upstream_event (src,
+          gst_event_new_custom (GST_EVENT_CUSTOM_UPSTREAM, gst_structure_new ("my-request",
+                  "level", G_TYPE_INT, 3, NULL))));
+
+  GstEvent *ev = pull_upstream_bounded (sink, src, &n);
+  fail_unless (gst_video_event_is_force_key_unit (ev), "first: %s %s", GST_EVENT_TYPE_NAME (ev),
+      gst_event_get_structure (ev) ? gst_structure_get_name (gst_event_get_structure (ev)) : "");
+  GstClockTime rt;
+  gboolean all_headers;
+  guint count;
+  fail_unless (gst_video_event_parse_upstream_force_key_unit (ev, &rt, &all_headers, &count));
+  fail_unless_equals_uint64 (rt, 5 * GST_SECOND);
+  fail_unless (all_headers);
+  fail_unless_equals_int (count, 7);
+  gst_event_unref (ev);
+
+  ev = pull_upstream_bounded (sink, src, &n);
+  fail_unless_equals_int (GST_EVENT_TYPE (ev), GST_EVENT_QOS);
+  GstQOSType type;
+  gdouble prop;
+  GstClockTimeDiff diff;
+  GstClockTime ts;
+  gst_event_parse_qos (ev, &type, &prop, &diff, &ts);
+  fail_unless_equals_int (type, GST_QOS_TYPE_UNDERFLOW);
+  fail_unless (prop == 1.5);
+  fail_unless_equals_int64 (diff, -2 * GST_MSECOND);
+  fail_unless_equals_uint64 (ts, 3 * GST_SECOND);
+  gst_event_unref (ev);
+
+  ev = pull_upstream_bounded (sink, src, &n);
+  fail_unless_equals_int (GST_EVENT_TYPE (ev), GST_EVENT_NAVIGATION);
+  gdouble x = 0;
+  fail_unless (gst_structure_get_double (gst_event_get_structure (ev), "pointer_x", &x));
+  fail_unless (x == 10.0);
+  gst_event_unref (ev);
+
+  ev = pull_upstream_bounded (sink, src, &n);
+  fail_unless_equals_int (GST_EVENT_TYPE (ev), GST_EVENT_CUSTOM_UPSTREAM);
+  fail_unless (gst_structure_has_name (gst_event_get_structure (ev), "my-request"));
+  gst_event_unref (ev);
+
+  fail_unless_equals_uint64 (stat_u64 (sink, "upstream-events"), 4);
+  fail_unless_equals_uint64 (stat_u64 (src, "upstream-events"), 4);
+  gst_harness_teardown (src);
+  gst_harness_teardown (sink);
+  g_free (ring);
+  test_dir_cleanup ();
+}
+
+GST_END_TEST;
+
+static GBytes *
+upstream_record (guint32 type, const gchar * str)
+{
+  IpcRingWireEvent hdr = { type, 1 };
+  gsize len = strlen (str);
+  guint8 *b = g_malloc (sizeof hdr + len);
+  memcpy (b, &hdr, sizeof hdr);
+  memcpy (b + sizeof hdr, str, len);
+  return g_bytes_new_take (b, sizeof hdr + len);
+}
+
+static const struct
+{
+  guint32 type;
+  const gchar *str;
+  const gchar *what;
+} bad_upstream[] = {
+  {GST_EVENT_EOS, "eos", "a downstream event type"},
+  {GST_EVENT_FLUSH_START, "flush-start", "a flush"},
+  {GST_EVENT_SEEK, "seek, rate=(double)1.0", "a seek (not carried)"},
+  {GST_EVENT_QOS, "qos, type=(uint)0, proportion=(double)1.0", "qos without its fields"},
+  {GST_EVENT_QOS, "qos, type=(uint)9, proportion=(double)1.0, diff=(gint64)0, "
+        "timestamp=(guint64)0", "qos of an unknown type"},
+  {GST_EVENT_QOS, "qos, type=(uint)0, proportion=(double)-1.0, diff=(gint64)0, "
+        "timestamp=(guint64)0", "qos with a negative proportion"},
+  {GST_EVENT_NAVIGATION, "not-navigation, event=(string)key-press", "navigation by name"},
+  {GST_EVENT_RECONFIGURE, "reconfigure, x=(int)1", "reconfigure with fields"},
+  {GST_EVENT_CUSTOM_UPSTREAM, "1abc, x=(int)1", "a name starting with a digit"},
+  {GST_EVENT_CUSTOM_UPSTREAM, "req, v=(GstCaps)\"video/x-raw\"", "nested caps upstream"},
+  {GST_EVENT_CUSTOM_UPSTREAM, "req, x=(int)1; more", "text after the structure"},
+  {GST_EVENT_CUSTOM_UPSTREAM, "req, b=(buffer)0g", "a buffer that is not hex"},
+};
+
+GST_START_TEST (test_back_channel_hostile)
+{
+  announce ("back channel: malformed records are refused, the sink passes valid ones on");
+  for (guint i = 0; i < G_N_ELEMENTS (bad_upstream); i++) {
+    GBytes *b = upstream_record (bad_upstream[i].type, bad_upstream[i].str);
+    gsize len;
+    const guint8 *d = g_bytes_get_data (b, &len);
+    const gchar *why = NULL;
+    GstEvent *ev = ipcring_wire_decode_upstream_event (d, len, &why);
+    fail_unless (ev == NULL, "%s was decoded", bad_upstream[i].what);
+    fail_unless (why != NULL);
+    ev = ipcring_wire_decode_upstream_event (d, 5, &why);      /* cut short */
+    fail_unless (ev == NULL);
+    g_bytes_unref (b);
+  }
+
+  /* a reader of our own sends garbage, then one valid event */
+  gchar *ring = ring_path_new ();
+  GstHarness *sink = sink_harness_new (ring, 1 << 20, 0, 0, NULL);
+  gst_harness_set_src_caps_str (sink, OCTET_CAPS);
+  drain_upstream (sink);
+  ipcring_reader *r = NULL;
+  fail_unless_equals_int (ipcring_reader_open (ring, 0, &r), 0);
+  for (guint i = 0; i < G_N_ELEMENTS (bad_upstream); i++) {
+    GBytes *b = upstream_record (bad_upstream[i].type, bad_upstream[i].str);
+    gsize len;
+    const guint8 *d = g_bytes_get_data (b, &len);
+    fail_unless_equals_int (ipcring_reader_send (r, d, len, IPCRING_BACK_EVENT), 0);
+    g_bytes_unref (b);
+    guint n = 0;
+    fail_unless_equals_int (gst_harness_push (sink, make_buffer (n, 10, 0, MSEC)),
+        GST_FLOW_OK);
+  }
+  fail_unless_equals_int (ipcring_reader_send (r, "junk", 4, IPCRING_FOURCC ('J', 'U', 'N',
+              'K')), 0);
+  GBytes *good = ipcring_wire_encode_upstream_event (gst_event_new_reconfigure (),
+      IPCRING_BACK_MAX, NULL);
+  fail_unless (good != NULL);
+  gsize len;
+  const guint8 *d = g_bytes_get_data (good, &len);
+  fail_unless_equals_int (ipcring_reader_send (r, d, len, IPCRING_BACK_EVENT), 0);
+  g_bytes_unref (good);
+  guint n = 100;
+  GstEvent *ev = pull_upstream_bounded (sink, NULL, &n);
+  fail_unless_equals_int (GST_EVENT_TYPE (ev), GST_EVENT_RECONFIGURE);
+  gst_event_unref (ev);
+  fail_unless (gst_harness_try_pull_upstream_event (sink) == NULL, "more upstream events");
+  fail_unless_equals_uint64 (stat_u64 (sink, "upstream-events"), 1);
+  ipcring_reader_close (r);
+  gst_harness_teardown (sink);
+  g_free (ring);
+  test_dir_cleanup ();
+}
+
+GST_END_TEST;
+
 static Suite *
 ipcring_live_suite (void)
 {
@@ -732,6 +939,8 @@ ipcring_live_suite (void)
   tcase_add_test (tc, test_leaky_upstream);
   tcase_add_test (tc, test_leaky_downstream);
   tcase_add_test (tc, test_stats);
+  tcase_add_test (tc, test_upstream_events);
+  tcase_add_test (tc, test_back_channel_hostile);
   return s;
 }
 

@@ -10,6 +10,9 @@
  *    time (running time + base time), the clock time the producer's sink had
  *    for it, within 1 ms; the consumer is live and its pipeline latency is
  *    at least the producer's (one 10 ms buffer);
+ *  - force-key-unit: the consumer's sink asks for a keyframe from its
+ *    streaming thread (as an encoder would); the request comes out of the
+ *    producer's ipcringsink upstream with its fields;
  *  - leaky=upstream with a consumer slower than the producer: the producer's
  *    count of dropped buffers equals the sum of the "dropped" fields of the
  *    gap events the consumer received and the consumer's drops stat;
@@ -24,6 +27,7 @@
 #include "../ring/testutil.h"
 
 #include <gst/gst.h>
+#include <gst/video/video.h>
 
 #define MSEC ((int64_t)1000000)
 
@@ -71,6 +75,26 @@ consumer_handoff (GstElement * sink, GstBuffer * buf, GstPad * pad, gpointer dat
   fprintf (out, "C %s %" G_GUINT64_FORMAT " %" G_GINT64_FORMAT " %" G_GINT64_FORMAT "\n",
       (const gchar *) data, GST_BUFFER_OFFSET (buf),
       GST_CLOCK_TIME_IS_VALID (ct) ? (gint64) ct : (gint64) - 1, (gint64) now);
+  /* at the 20th buffer, ask the producer for a keyframe, from this
+   * (streaming) thread */
+  static int rendered;
+  if (++rendered == 20)
+    gst_pad_push_event (pad, gst_video_event_new_upstream_force_key_unit (GST_CLOCK_TIME_NONE,
+            TRUE, 3));
+}
+
+/* Producer: upstream force-key-unit events leaving an ipcringsink, "K <count>". */
+static GstPadProbeReturn
+fku_probe (GstPad * pad, GstPadProbeInfo * info, gpointer data)
+{
+  GstEvent *ev = GST_PAD_PROBE_INFO_EVENT (info);
+  GstClockTime rt;
+  gboolean all;
+  guint count;
+  if (gst_video_event_is_force_key_unit (ev)
+      && gst_video_event_parse_upstream_force_key_unit (ev, &rt, &all, &count))
+    fprintf (out, "K %u %d\n", count, all);
+  return GST_PAD_PROBE_OK;
 }
 
 static void
@@ -134,6 +158,7 @@ run_child (const char *desc, const char *out_path, int max_ms, gboolean consumer
     if (g_str_has_prefix (name, "psink")) {
       GstPad *pad = gst_element_get_static_pad (el, "sink");
       gst_pad_add_probe (pad, GST_PAD_PROBE_TYPE_BUFFER, producer_probe, tag, g_free);
+      gst_pad_add_probe (pad, GST_PAD_PROBE_TYPE_EVENT_UPSTREAM, fku_probe, NULL, NULL);
       gst_object_unref (pad);
     } else if (g_str_has_prefix (name, "csink")) {
       g_object_set (el, "signal-handoffs", TRUE, NULL);
@@ -218,6 +243,7 @@ typedef struct
   gint64 sink_drops, src_drops;
   int live, is_live;
   gint64 latency_min;
+  int fku, fku_count, fku_all;
 } Results;
 
 typedef struct
@@ -257,6 +283,10 @@ results_read (Results * r, const char *path)
         r->cons[i] = g_array_new (FALSE, FALSE, sizeof (Cons));
       Cons c = { off, ct, now };
       g_array_append_val (r->cons[i], c);
+    } else if (sscanf (line, "K %d %d", &a, &b) == 2) {
+      r->fku++;
+      r->fku_count = a;
+      r->fku_all = b;
     } else if (sscanf (line, "G %" G_GUINT64_FORMAT, &n) == 1) {
       r->gap_dropped += n;
     } else if (sscanf (line, "S snk drops %" G_GUINT64_FORMAT, &n) == 1) {
@@ -348,6 +378,9 @@ test_running_time (void)
   CHECK (r.is_live && r.live, "the consumer did not follow the live producer");
   CHECK (r.latency_min >= 10 * MSEC, "latency %" G_GINT64_FORMAT " below the producer's 10 ms",
       r.latency_min);
+  printf ("  force-key-unit requests reaching the producer: %d (count %d, all-headers %d)\n",
+      r.fku, r.fku_count, r.fku_all);
+  CHECK (r.fku == 1 && r.fku_count == 3 && r.fku_all, "the keyframe request did not cross");
   results_clear (&r);
   g_free (pdesc);
   g_free (cdesc);
