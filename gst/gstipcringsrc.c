@@ -191,6 +191,10 @@ struct _GstIpcRingSrc
   gboolean warned_no_clock;
   GArray *prefetch;             /* records taken by probe_writer, not handled yet */
   GThread *stream_thread;       /* the thread in create() */
+  /* for upstream events (other threads), under the object lock: the
+   * offset from this pipeline's running time to the producer's */
+  gboolean have_rt_offset;
+  gint64 rt_offset;
   GQueue upstream;              /* GBytes to send on the back channel, under lock */
 };
 
@@ -553,6 +557,15 @@ retime_buffer (GstIpcRingSrc * self, GstBuffer * buf)
     return FALSE;
   if (!map_time (self, dts, &d2))
     d2 = GST_CLOCK_TIME_NONE;
+  if (GST_CLOCK_TIME_IS_VALID (pts) && GST_CLOCK_TIME_IS_VALID (p2)) {
+    /* Upstream events speak of our running time; the producer's differs
+     * by this much. */
+    GstClockTime prt = gst_segment_to_running_time (&self->wire_segment, GST_FORMAT_TIME, pts);
+    GST_OBJECT_LOCK (self);
+    self->have_rt_offset = GST_CLOCK_TIME_IS_VALID (prt);
+    self->rt_offset = (gint64) prt - (gint64) p2;
+    GST_OBJECT_UNLOCK (self);
+  }
   GST_BUFFER_PTS (buf) = p2;
   GST_BUFFER_DTS (buf) = d2;
   return TRUE;
@@ -1135,6 +1148,47 @@ send_upstream (GstIpcRingSrc * self)
   return left;
 }
 
+/* In the timestamp modes, this pipeline's running time is not the
+ * producer's: QoS timestamps and force-key-unit running times are moved
+ * into the producer's (by the offset of the last buffer mapped). Returns
+ * event itself, or a new event for the wire that the caller unrefs (the
+ * event goes on to the base class as it is). */
+static GstEvent *
+to_producer_time (GstIpcRingSrc * self, GstEvent * event)
+{
+  GST_OBJECT_LOCK (self);
+  gboolean have = self->have_rt_offset && self->ts_mode != GST_IPC_RING_TIMESTAMP_PASSTHROUGH;
+  gint64 off = self->rt_offset;
+  GST_OBJECT_UNLOCK (self);
+  if (!have)
+    return event;
+  if (GST_EVENT_TYPE (event) == GST_EVENT_QOS) {
+    GstQOSType type;
+    gdouble prop;
+    GstClockTimeDiff diff;
+    GstClockTime ts;
+    gst_event_parse_qos (event, &type, &prop, &diff, &ts);
+    if (GST_CLOCK_TIME_IS_VALID (ts) && (gint64) ts + off >= 0) {
+      GstEvent *copy = gst_event_new_qos (type, prop, diff, (GstClockTime) ((gint64) ts + off));
+      gst_event_set_seqnum (copy, gst_event_get_seqnum (event));
+      return copy;
+    }
+  } else if (gst_video_event_is_force_key_unit (event)
+      && GST_EVENT_TYPE (event) == GST_EVENT_CUSTOM_UPSTREAM) {
+    GstClockTime rt;
+    gboolean all;
+    guint count;
+    if (gst_video_event_parse_upstream_force_key_unit (event, &rt, &all, &count)
+        && GST_CLOCK_TIME_IS_VALID (rt) && (gint64) rt + off >= 0) {
+      GstEvent *copy = gst_video_event_new_upstream_force_key_unit ((GstClockTime) ((gint64) rt
+              + off), all, count);
+      gst_event_set_seqnum (copy, gst_event_get_seqnum (event));
+      return copy;
+    }
+  }
+  return event;
+}
+
 /* Upstream events go to the producer's sink, which pushes them upstream
  * there: an encoder here can ask the capture process for a keyframe. */
 static gboolean
@@ -1144,7 +1198,10 @@ gst_ipc_ring_src_event (GstBaseSrc * bsrc, GstEvent * event)
   gboolean sent = FALSE;
   if (ipcring_wire_upstream_event_is_carried (event)) {
     const gchar *why = NULL;
-    GBytes *b = ipcring_wire_encode_upstream_event (event, IPCRING_BACK_MAX, &why);
+    GstEvent *wire = to_producer_time (self, event);
+    GBytes *b = ipcring_wire_encode_upstream_event (wire, IPCRING_BACK_MAX, &why);
+    if (wire != event)
+      gst_event_unref (wire);
     if (!b) {
       GST_DEBUG_OBJECT (self, "not sending %" GST_PTR_FORMAT ": %s", event, why);
     } else {
@@ -1381,6 +1438,9 @@ gst_ipc_ring_src_start (GstBaseSrc * bsrc)
   gst_segment_init (&self->wire_segment, GST_FORMAT_TIME);
   self->restart_base = GST_CLOCK_TIME_NONE;
   self->discont_next = FALSE;
+  GST_OBJECT_LOCK (self);
+  self->have_rt_offset = FALSE;
+  GST_OBJECT_UNLOCK (self);
   self->next_info = 0;
   self->warned_no_clock = FALSE;
   return TRUE;

@@ -10,7 +10,8 @@
  *    moment the producer had it (producer segment -> running time + producer
  *    base time - consumer base time), within 1 ms, in a TIME segment from 0,
  *    with buffers from before the consumer's start dropped (counted as late,
- *    DISCONT on the next); also when the consumer's clock is a realtime
+ *    DISCONT on the next), and a force-key-unit request's running time
+ *    moved into the producer's; also when the consumer's clock is a realtime
  *    clock (mapped through CLOCK_MONOTONIC);
  *  - restart: the first buffer at 0, the others as far from it as they were;
  *  - passthrough: the carried timestamps unchanged;
@@ -277,6 +278,9 @@ push_segment (GstHarness * sink)
   fail_unless (gst_harness_push_event (sink, gst_event_new_segment (&seg)));
 }
 
+static GstEvent *pull_upstream_at (GstHarness * sink, GstHarness * src, guint * n,
+    GstClockTime pts0);
+
 #define N_TIMED 20
 #define PTS_OF(i) (10 * GST_SECOND + (i) * 10 * MSEC)
 #define RT_OF(i) (1 * GST_SECOND + (i) * 10 * MSEC)
@@ -418,6 +422,21 @@ GST_START_TEST (test_running_time_monotonic)
   }
   no_more_buffers (src);
   fail_unless_equals_uint64 (stat_u64 (src, "late"), 5);
+  /* a keyframe request at our running time 2 s is one at the producer's
+   * 2 s + (bc - bp) */
+  GstEvent *ev;
+  while ((ev = gst_harness_try_pull_upstream_event (sink)))
+    gst_event_unref (ev);
+  fail_unless (gst_harness_push_upstream_event (src,
+          gst_video_event_new_upstream_force_key_unit (2 * GST_SECOND, FALSE, 1)));
+  guint n = N_TIMED;
+  ev = pull_upstream_at (sink, src, &n, 10 * GST_SECOND);
+  GstClockTime rt;
+  gboolean all;
+  guint count;
+  fail_unless (gst_video_event_parse_upstream_force_key_unit (ev, &rt, &all, &count));
+  fail_unless_equals_uint64 (rt, 2 * GST_SECOND + 1050 * MSEC);
+  gst_event_unref (ev);
   gst_harness_teardown (src);
   gst_harness_teardown (sink);
   gst_object_unref (sys);
@@ -739,14 +758,14 @@ drain_upstream (GstHarness * sink)
 /* Push one buffer into the sink (which looks at the back channel before
  * each buffer) until an upstream event comes out of it, bounded. */
 static GstEvent *
-pull_upstream_bounded (GstHarness * sink, GstHarness * src, guint * n)
+pull_upstream_at (GstHarness * sink, GstHarness * src, guint * n, GstClockTime pts0)
 {
   gint64 end = g_get_monotonic_time () + WAIT_MS * 1000;
   GstEvent *ev;
   while ((ev = gst_harness_try_pull_upstream_event (sink)) == NULL) {
     fail_unless (g_get_monotonic_time () < end, "no upstream event within %d ms", WAIT_MS);
-    fail_unless_equals_int (gst_harness_push (sink, make_buffer (*n, 100, *n * MSEC, MSEC)),
-        GST_FLOW_OK);
+    fail_unless_equals_int (gst_harness_push (sink, make_buffer (*n, 100, pts0 + *n * MSEC,
+                MSEC)), GST_FLOW_OK);
     (*n)++;
     if (src) {
       GstBuffer *b = gst_harness_try_pull (src);
@@ -756,6 +775,12 @@ pull_upstream_bounded (GstHarness * sink, GstHarness * src, guint * n)
     g_usleep (2000);
   }
   return ev;
+}
+
+static GstEvent *
+pull_upstream_bounded (GstHarness * sink, GstHarness * src, guint * n)
+{
+  return pull_upstream_at (sink, src, n, 0);
 }
 
 GST_START_TEST (test_upstream_events)
@@ -899,9 +924,11 @@ GST_START_TEST (test_back_channel_hostile)
   }
   fail_unless_equals_int (ipcring_reader_send (r, "junk", 4, IPCRING_FOURCC ('J', 'U', 'N',
               'K')), 0);
-  GBytes *good = ipcring_wire_encode_upstream_event (gst_event_new_reconfigure (),
-      IPCRING_BACK_MAX, NULL);
-  fail_unless (good != NULL);
+  GstEvent *reconf = gst_event_new_reconfigure ();
+  const gchar *why = NULL;
+  GBytes *good = ipcring_wire_encode_upstream_event (reconf, IPCRING_BACK_MAX, &why);
+  gst_event_unref (reconf);
+  fail_unless (good != NULL, "%s", why);
   gsize len;
   const guint8 *d = g_bytes_get_data (good, &len);
   fail_unless_equals_int (ipcring_reader_send (r, d, len, IPCRING_BACK_EVENT), 0);
