@@ -403,6 +403,19 @@ clock_is_system_monotonic (GstClock * clock)
   return type == GST_CLOCK_TYPE_MONOTONIC;
 }
 
+/* The element's base time is this run's: PLAYING, or on the way there (a
+ * live pipeline renders its first buffer while the sink still commits its
+ * state; the bin sets the base time before it starts that change). */
+static gboolean
+base_time_valid (GstIpcRingSink * self)
+{
+  GST_OBJECT_LOCK (self);
+  gboolean ok = GST_STATE (self) == GST_STATE_PLAYING
+      || (GST_STATE (self) == GST_STATE_PAUSED && GST_STATE_NEXT (self) == GST_STATE_PLAYING);
+  GST_OBJECT_UNLOCK (self);
+  return ok;
+}
+
 /* Write a TIME record with the pipeline's clock as it is now. */
 static GstFlowReturn
 write_time (GstIpcRingSink * self, gboolean resync)
@@ -427,7 +440,7 @@ write_time (GstIpcRingSink * self, gboolean resync)
 
   IpcRingWireTime t = { 0 };
   GstClock *clock = gst_element_get_clock (GST_ELEMENT (self));
-  gboolean playing = GST_STATE (self) == GST_STATE_PLAYING;
+  gboolean playing = base_time_valid (self);
   t.flags = self->latency_known ? IPCRING_TIME_LATENCY : 0;
   t.flags |= self->up_live ? IPCRING_TIME_LIVE : 0;
   t.latency_min = self->up_min;
@@ -481,7 +494,7 @@ check_time (GstIpcRingSink * self)
   gboolean send = !self->time_sent || g_atomic_int_get (&self->latency_dirty);
   if (!send) {
     GstClock *clock = gst_element_get_clock (GST_ELEMENT (self));
-    gboolean has_clock = clock && GST_STATE (self) == GST_STATE_PLAYING;
+    gboolean has_clock = clock && base_time_valid (self);
     if (has_clock != self->time_had_clock)
       send = TRUE;
     else if (has_clock && (clock != self->time_clock
