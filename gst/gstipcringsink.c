@@ -700,7 +700,9 @@ gst_ipc_ring_sink_propose_allocation (GstBaseSink * sink, GstQuery * query)
   GstVideoInfo info;
 
   gst_query_parse_allocation (query, &caps, &need_pool);
-  if (!caps || !gst_video_info_from_caps (&info, caps))
+  if (!caps || gst_caps_get_size (caps) != 1
+      || !gst_structure_has_name (gst_caps_get_structure (caps, 0), "video/x-raw")
+      || !gst_video_info_from_caps (&info, caps))
     return TRUE;
   /* A leaky sink drops buffers instead of waiting for room: pool buffers
    * would wait for room when upstream acquires them. */

@@ -178,6 +178,7 @@ struct _GstIpcRingSrc
   gboolean sent_stream_start;
   gboolean sent_segment;
   GstCaps *caps;
+  GstCaps *pending_caps;        /* caps a flush kept from being set */
   GstSegment segment;
   gchar *stream_id;
   GHashTable *unknown_tags;
@@ -676,9 +677,18 @@ handle_caps (GstIpcRingSrc * self, GstCaps * caps)
   }
   ensure_stream_start (self);
   GST_DEBUG_OBJECT (self, "caps %" GST_PTR_FORMAT, caps);
-  gst_caps_replace (&self->caps, caps);
-  choose_payload (self);
   gboolean ok = gst_base_src_set_caps (GST_BASE_SRC (self), caps);
+  if (!ok && GST_PAD_IS_FLUSHING (GST_BASE_SRC_PAD (self))) {
+    /* Not refused: the pad is flushing (a flush or a state change). Try
+     * again before the next buffer. A flush is not an error. */
+    GST_DEBUG_OBJECT (self, "flushing while setting caps, keeping them for later");
+    gst_caps_replace (&self->pending_caps, caps);
+    gst_caps_unref (caps);
+    return GST_FLOW_FLUSHING;
+  }
+  gst_caps_replace (&self->caps, caps);
+  gst_caps_replace (&self->pending_caps, NULL);
+  choose_payload (self);
   gst_caps_unref (caps);
   if (!ok) {
     GST_ELEMENT_ERROR (self, CORE, NEGOTIATION,
@@ -1361,7 +1371,11 @@ gst_ipc_ring_src_create (GstPushSrc * psrc, GstBuffer ** outbuf)
   GstIpcRingSrc *self = GST_IPC_RING_SRC (psrc);
   g_atomic_pointer_set (&self->stream_thread, g_thread_self ());
   restore_own_segment (self);
-  GstFlowReturn ret = read_records (self, outbuf);
+  GstFlowReturn ret = GST_FLOW_OK;
+  if (G_UNLIKELY (self->pending_caps))
+    ret = handle_caps (self, gst_caps_ref (self->pending_caps));
+  if (ret == GST_FLOW_OK)
+    ret = read_records (self, outbuf);
   if (ret != GST_FLOW_OK)
     refresh_info (self, TRUE);
   /* At the end of the stream no more reading makes room: what downstream
@@ -1417,6 +1431,7 @@ gst_ipc_ring_src_start (GstBaseSrc * bsrc)
   self->sent_stream_start = FALSE;
   self->sent_segment = FALSE;
   gst_caps_replace (&self->caps, NULL);
+  gst_caps_replace (&self->pending_caps, NULL);
   gst_segment_init (&self->segment, GST_FORMAT_TIME);
   g_clear_pointer (&self->stream_id, g_free);
   gst_event_replace (&self->own_stream_start, NULL);
@@ -1454,6 +1469,7 @@ gst_ipc_ring_src_stop (GstBaseSrc * bsrc)
   g_atomic_pointer_set (&self->stream_thread, NULL);
   self->zero_copy = FALSE;
   gst_caps_replace (&self->caps, NULL);
+  gst_caps_replace (&self->pending_caps, NULL);
   return TRUE;
 }
 
@@ -1701,6 +1717,7 @@ gst_ipc_ring_src_finalize (GObject * object)
   g_free (self->path);
   g_free (self->stream_id);
   gst_caps_replace (&self->caps, NULL);
+  gst_caps_replace (&self->pending_caps, NULL);
   gst_event_replace (&self->own_stream_start, NULL);
   gst_event_replace (&self->own_segment, NULL);
   g_hash_table_unref (self->unknown_tags);

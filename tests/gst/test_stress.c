@@ -318,7 +318,7 @@ typedef struct
  * (and GstBaseSrc then "Internal data stream error", not-negotiated) instead
  * of returning FLUSHING. Those two are counted apart until
  * SRC_CAPS_WHILE_FLUSHING_FIXED is 1; any other error fails the test. */
-#define SRC_CAPS_WHILE_FLUSHING_FIXED 0
+#define SRC_CAPS_WHILE_FLUSHING_FIXED 1
 
 static gboolean
 is_known_error (const GError * err, const gchar * dbg)
