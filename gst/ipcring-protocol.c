@@ -981,27 +981,30 @@ structure_to_event (GstEventType type, GstStructure * s, const gchar ** why)
   return ev;
 }
 
-GstEvent *
-ipcring_wire_decode_event (const guint8 * data, gsize len, const gchar ** why)
+/* The part of an EVNT or UEVT record both decoders share: the header (its
+ * type one that is_carried accepts), then the structure string, checked
+ * before GStreamer parses it and parsed whole. NULL with *why on refusal. */
+static GstStructure *
+decode_event_structure (const guint8 * data, gsize len, gboolean (*is_carried) (guint32),
+    IpcRingWireEvent * hdr, const gchar ** why)
 {
-  IpcRingWireEvent hdr;
-  if (len < sizeof hdr) {
+  if (len < sizeof *hdr) {
     *why = "event record too short";
     return NULL;
   }
-  memcpy (&hdr, data, sizeof hdr);
-  if (!ipcring_wire_event_type_is_carried (hdr.type)) {
+  memcpy (hdr, data, sizeof *hdr);
+  if (!is_carried (hdr->type)) {
     *why = "event type is not one that is carried";
     return NULL;
   }
-  gchar *str = copy_string (data + sizeof hdr, len - sizeof hdr, IPCRING_MAX_EVENT_STRING, why);
+  gchar *str = copy_string (data + sizeof *hdr, len - sizeof *hdr, IPCRING_MAX_EVENT_STRING, why);
   if (!str)
     return NULL;
   Check c;
   check_init (&c, TRUE);
   GstStructure *s = NULL;
   gchar *end = NULL;
-  if (check_event_string (&c, (GstEventType) hdr.type, str))
+  if (check_event_string (&c, (GstEventType) hdr->type, str))
     s = gst_structure_from_string (str, &end);
   check_finish (&c);
   if (s && *end != '\0') {
@@ -1010,10 +1013,18 @@ ipcring_wire_decode_event (const guint8 * data, gsize len, const gchar ** why)
     c.why = "event structure has text after its end";
   }
   g_free (str);
-  if (!s) {
+  if (!s)
     *why = c.why ? c.why : "event structure does not parse";
+  return s;
+}
+
+GstEvent *
+ipcring_wire_decode_event (const guint8 * data, gsize len, const gchar ** why)
+{
+  IpcRingWireEvent hdr;
+  GstStructure *s = decode_event_structure (data, len, ipcring_wire_event_type_is_carried, &hdr, why);
+  if (!s)
     return NULL;
-  }
   GstEvent *ev = structure_to_event ((GstEventType) hdr.type, s, why);
   gst_structure_free (s);
   /* What a relay's sink would write for it must be what a reader accepts
@@ -1209,35 +1220,9 @@ GstEvent *
 ipcring_wire_decode_upstream_event (const guint8 * data, gsize len, const gchar ** why)
 {
   IpcRingWireEvent hdr;
-  if (len < sizeof hdr) {
-    *why = "upstream event record too short";
+  GstStructure *s = decode_event_structure (data, len, upstream_type_is_carried, &hdr, why);
+  if (!s)
     return NULL;
-  }
-  memcpy (&hdr, data, sizeof hdr);
-  if (!upstream_type_is_carried (hdr.type)) {
-    *why = "upstream event type is not one that is carried";
-    return NULL;
-  }
-  gchar *str = copy_string (data + sizeof hdr, len - sizeof hdr, IPCRING_MAX_EVENT_STRING, why);
-  if (!str)
-    return NULL;
-  Check c;
-  check_init (&c, TRUE);
-  GstStructure *s = NULL;
-  gchar *end = NULL;
-  if (check_event_string (&c, (GstEventType) hdr.type, str))
-    s = gst_structure_from_string (str, &end);
-  check_finish (&c);
-  if (s && *end != '\0') {
-    gst_structure_free (s);
-    s = NULL;
-    c.why = "event structure has text after its end";
-  }
-  g_free (str);
-  if (!s) {
-    *why = c.why ? c.why : "event structure does not parse";
-    return NULL;
-  }
   GstEvent *ev = structure_to_upstream_event ((GstEventType) hdr.type, s, why);
   gst_structure_free (s);
   if (ev && hdr.seqnum)
