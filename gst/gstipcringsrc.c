@@ -1370,12 +1370,14 @@ gst_ipc_ring_src_create (GstPushSrc * psrc, GstBuffer ** outbuf)
 {
   GstIpcRingSrc *self = GST_IPC_RING_SRC (psrc);
   g_atomic_pointer_set (&self->stream_thread, g_thread_self ());
-  restore_own_segment (self);
   GstFlowReturn ret = GST_FLOW_OK;
+  /* Caps a flush kept from being set go first: the segment must follow them. */
   if (G_UNLIKELY (self->pending_caps))
     ret = handle_caps (self, gst_caps_ref (self->pending_caps));
-  if (ret == GST_FLOW_OK)
+  if (ret == GST_FLOW_OK) {
+    restore_own_segment (self);
     ret = read_records (self, outbuf);
+  }
   if (ret != GST_FLOW_OK)
     refresh_info (self, TRUE);
   /* At the end of the stream no more reading makes room: what downstream
