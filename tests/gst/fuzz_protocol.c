@@ -3,10 +3,12 @@
  *
  * The input is a sequence of records, each a 32-bit tag, a 32-bit length
  * (cut to what is left of the input) and that many payload bytes, in the
- * machine's byte order. Each record goes through what the source's
- * handle_record() does with it: STRM is copied out and its version checked;
+ * machine's byte order. A UEVT record (the back channel's upstream event)
+ * goes through what the sink's poll_upstream() does with it; each other
+ * record goes through what the source's handle_record() does with it: STRM is copied out and its version checked;
  * BUFF's header is decoded and a buffer of the rest is made with the header's
- * fields and flags; CAPS, SEGM and EVNT are decoded into caps and events,
+ * fields and flags; TIME and DROP are decoded into the stream's latency and
+ * a gap event; CAPS, SEGM and EVNT are decoded into caps and events,
  * compared with the stream's current caps and segment as the source does,
  * and then looked at the way downstream elements would (every field parsed
  * with the getters of its event type, caps made into a caps event). Whatever
@@ -23,13 +25,24 @@
  *   - a decoded event is of a carried type (or a segment), the sink would
  *     carry it, and what it would write for it decodes again to an event of
  *     the same type (and, for a segment, an equal segment);
- *   - a buffer record shorter than its header is refused.
+ *   - a buffer record shorter than its header is refused;
+ *   - a TIME or DROP record is taken exactly when it has the size of its
+ *     header (and, for TIME, no unknown flags or reserved bits), and is then
+ *     the record's bytes as they are (the sink writes the header as it is);
+ *     what the source makes of it (the latency it answers with, the gap
+ *     event over dropped buffers, which a relay's sink would carry on)
+ *     holds together;
+ *   - an upstream event from the back channel (UEVT, which the sink decodes
+ *     before it pushes the event upstream) is of a carried type with the
+ *     fields of its type, and what a relay's source would send for it
+ *     decodes again to an equal event.
  *
  * Seeds: tests/gst/fuzz-corpus/ holds records made by the encoders the sink
  * uses, one record per file and two whole streams. To regenerate them:
  *   IPCRING_FUZZ_WRITE_SEEDS=tests/gst/fuzz-corpus build-asan/tests/gst/fuzz_protocol
  */
 #include "ipcring-protocol.h"
+#include "../../ring/ipcring.h" /* IPCRING_BACK_MAX */
 
 #include <gst/gst.h>
 #include <stdint.h>
@@ -54,6 +67,10 @@ struct stream {
   GstCaps *caps;
   GstSegment segment;
   gboolean have_segment;
+  /* handle_time(): the writer's latency and liveness */
+  gboolean have_writer_latency;
+  GstClockTime writer_min, writer_max;
+  gboolean writer_live;
 };
 
 static volatile guint64 sink;
@@ -208,6 +225,118 @@ static void require_reencodes(GstEvent *ev)
   gst_event_unref(again);
 }
 
+/* ---- Upstream events: what the elements upstream of the sink do -------- */
+
+static void look_at_upstream_event(GstEvent *ev)
+{
+  /* The sink logs it before it pushes it. */
+  gchar *text = gst_info_strdup_printf("%" GST_PTR_FORMAT, ev);
+  REQUIRE(text != NULL);
+  sink += strlen(text);
+  g_free(text);
+  const GstStructure *s = gst_event_get_structure(ev);
+  switch (GST_EVENT_TYPE(ev)) {
+  case GST_EVENT_QOS: {
+    GstQOSType type;
+    gdouble proportion;
+    GstClockTimeDiff diff;
+    GstClockTime ts;
+    gst_event_parse_qos(ev, &type, &proportion, &diff, &ts);
+    /* What gst_event_new_qos() and the elements that act on QoS assume. */
+    REQUIRE(type <= GST_QOS_TYPE_THROTTLE);
+    REQUIRE(proportion >= 0.0 && proportion <= G_MAXDOUBLE);
+    REQUIRE(GST_CLOCK_TIME_IS_VALID(ts));
+    sink += (guint64)type + (guint64)diff + ts + (guint64)proportion;
+    break;
+  }
+  case GST_EVENT_RECONFIGURE:
+    break;
+  case GST_EVENT_NAVIGATION: {
+    /* gst_navigation_event_get_type() and its parse functions read these
+     * fields with the structure's getters. */
+    REQUIRE(s != NULL && gst_structure_has_name(s, "application/x-gst-navigation"));
+    const gchar *what = gst_structure_get_string(s, "event");
+    const gchar *key = gst_structure_get_string(s, "key");
+    gdouble x = 0, y = 0;
+    gint button = 0;
+    gst_structure_get_double(s, "pointer_x", &x);
+    gst_structure_get_double(s, "pointer_y", &y);
+    gst_structure_get_int(s, "button", &button);
+    sink += (what ? strlen(what) : 0) + (key ? strlen(key) : 0) + (guint64)x + (guint64)y +
+            (guint64)button;
+    break;
+  }
+  case GST_EVENT_CUSTOM_UPSTREAM: {
+    REQUIRE(s != NULL);
+    gchar *str = gst_structure_to_string(s);
+    sink += strlen(str);
+    g_free(str);
+    /* An encoder upstream reads a force-key-unit request with
+     * gst_video_event_parse_upstream_force_key_unit(), which takes these
+     * fields. */
+    if (gst_structure_has_name(s, "GstForceKeyUnit")) {
+      GstClockTime rt = GST_CLOCK_TIME_NONE;
+      gboolean all = FALSE;
+      guint count = 0;
+      gst_structure_get_clock_time(s, "running-time", &rt);
+      gst_structure_get_boolean(s, "all-headers", &all);
+      gst_structure_get_uint(s, "count", &count);
+      sink += rt + (guint64)all + count;
+    }
+    break;
+  }
+  default:
+    REQUIRE(!"an upstream event of a type that is not carried was decoded");
+  }
+}
+
+/* What a relay's source would send back for a decoded upstream event (it
+ * pushes it upstream from the sink's pad, and an ipcringsrc there writes it
+ * on its own back channel) decodes again to an equal event. The string may
+ * come out longer than the record was (its values get their types), so it
+ * may no longer fit in the back channel: that is the only refusal allowed. */
+static void require_upstream_reencodes(GstEvent *ev)
+{
+  const gchar *why = NULL;
+  REQUIRE(ipcring_wire_upstream_event_is_carried(ev));
+  GBytes *b = ipcring_wire_encode_upstream_event(ev, IPCRING_BACK_MAX, &why);
+  REQUIRE((b == NULL) == (why != NULL));
+  if (!b) {
+    why = NULL;
+    b = ipcring_wire_encode_upstream_event(ev, G_MAXSIZE, &why);
+    if (!b) {
+      fprintf(stderr, "fuzz_protocol: a decoded upstream %s event does not encode: %s\n",
+              GST_EVENT_TYPE_NAME(ev), why);
+      REQUIRE(b != NULL);
+    }
+    REQUIRE(g_bytes_get_size(b) > IPCRING_BACK_MAX);
+  }
+  gsize size = 0;
+  const guint8 *d = g_bytes_get_data(b, &size);
+  why = NULL;
+  GstEvent *again = ipcring_wire_decode_upstream_event(d, size, &why);
+  if (!again) {
+    fprintf(stderr, "fuzz_protocol: a decoded upstream %s event does not decode again: %s\n",
+            GST_EVENT_TYPE_NAME(ev), why);
+    fprintf(stderr, "  %.*s\n", (int)(size - sizeof(IpcRingWireEvent)),
+            (const char *)d + sizeof(IpcRingWireEvent));
+    REQUIRE(again != NULL);
+  }
+  REQUIRE(why == NULL);
+  REQUIRE(GST_EVENT_TYPE(again) == GST_EVENT_TYPE(ev));
+  REQUIRE(gst_event_get_seqnum(again) == gst_event_get_seqnum(ev));
+  const GstStructure *s1 = gst_event_get_structure(ev), *s2 = gst_event_get_structure(again);
+  REQUIRE((s1 == NULL) == (s2 == NULL));
+  if (s1 && !gst_structure_is_equal(s1, s2)) {
+    gchar *t1 = gst_structure_to_string(s1), *t2 = gst_structure_to_string(s2);
+    fprintf(stderr, "fuzz_protocol: an upstream event changed on a second trip:\n  %s\n  %s\n",
+            t1, t2);
+    REQUIRE(!"an upstream event survives a second trip");
+  }
+  gst_event_unref(again);
+  g_bytes_unref(b);
+}
+
 /* ---- One record, as the source's handle_record() takes it ------------- */
 
 static void record(struct stream *st, guint32 tag, const guint8 *data, gsize len)
@@ -307,6 +436,87 @@ static void record(struct stream *st, guint32 tag, const guint8 *data, gsize len
     gst_event_unref(ev);
     return;
   }
+  case IPCRING_REC_TIME: {
+    IpcRingWireTime t, raw;
+    memset(&t, 0xa5, sizeof t);
+    gboolean ok = ipcring_wire_decode_time(data, len, &t, &why);
+    REQUIRE(ok == (why == NULL));
+    if (len == sizeof raw)
+      memcpy(&raw, data, sizeof raw);
+    REQUIRE(ok == (len == sizeof raw && !(raw.flags & ~IPCRING_TIME_ALL_FLAGS) && !raw.reserved));
+    if (!ok)
+      return;
+    REQUIRE(memcmp(&t, &raw, sizeof t) == 0);
+    /* handle_time(): the writer's latency, unless it did not say or said
+     * nothing the LATENCY query can take. */
+    GstClockTime min = t.latency_min, max = t.latency_max;
+    gboolean live = (t.flags & IPCRING_TIME_LIVE) != 0;
+    if (!(t.flags & IPCRING_TIME_LATENCY) || !GST_CLOCK_TIME_IS_VALID(min)) {
+      min = 0;
+      max = GST_CLOCK_TIME_NONE;
+    }
+    gboolean changed = !st->have_writer_latency || st->writer_min != min ||
+                       st->writer_max != max || st->writer_live != live;
+    sink += changed;
+    st->have_writer_latency = TRUE;
+    st->writer_min = min;
+    st->writer_max = max;
+    st->writer_live = live;
+    /* The source's answer to LATENCY (the ring's own adds nothing to the
+     * minimum). */
+    GstQuery *q = gst_query_new_latency();
+    gst_query_set_latency(q, live, min, max);
+    gboolean qlive;
+    GstClockTime qmin, qmax;
+    gst_query_parse_latency(q, &qlive, &qmin, &qmax);
+    REQUIRE(qlive == live && qmin == min && qmax == max);
+    REQUIRE(GST_CLOCK_TIME_IS_VALID(qmin));
+    gst_query_unref(q);
+    return;
+  }
+  case IPCRING_REC_DROP: {
+    IpcRingWireDrop d;
+    memset(&d, 0xa5, sizeof d);
+    gboolean ok = ipcring_wire_decode_drop(data, len, &d, &why);
+    REQUIRE(ok == (why == NULL));
+    REQUIRE(ok == (len == sizeof d));
+    if (!ok)
+      return;
+    REQUIRE(memcmp(&d, data, sizeof d) == 0);
+    /* handle_drop() (passthrough): once the stream has caps, a gap over the
+     * dropped buffers with their count, which goes downstream, where a
+     * relay's sink carries it on. */
+    sink += d.count + d.total;
+    GstClockTime start = d.start, end = d.end;
+    if (!GST_CLOCK_TIME_IS_VALID(start) || !st->caps)
+      return;
+    GstClockTime dur =
+        GST_CLOCK_TIME_IS_VALID(end) && end > start ? end - start : GST_CLOCK_TIME_NONE;
+    GstEvent *gap = gst_event_new_gap(start, dur);
+    REQUIRE(gap != NULL);
+    gst_structure_set(gst_event_writable_structure(gap), "dropped", G_TYPE_UINT64,
+                      (guint64)d.count, NULL);
+    look_at_event(gap);
+    require_reencodes(gap);
+    gst_event_unref(gap);
+    return;
+  }
+  case IPCRING_BACK_EVENT: {
+    /* poll_upstream(): the back channel holds at most IPCRING_BACK_MAX
+     * bytes a record; the decoder is given any length here all the same. */
+    GstEvent *ev = ipcring_wire_decode_upstream_event(data, len, &why);
+    if (!ev && !why && !is_tolerated("an upstream event was refused without a reason")) {
+      fprintf(stderr, "fuzz_protocol: an upstream event was refused without a reason\n");
+      REQUIRE(!"a refused upstream event has a reason");
+    }
+    REQUIRE(!(ev && why));
+    if (!ev)
+      return;
+    look_at_upstream_event(ev);
+    require_upstream_reencodes(ev);
+    gst_event_unref(ev);
+    return;
+  }
   default:
     return; /* EOS_ and unknown tags: nothing to decode */
   }
@@ -392,6 +602,49 @@ static void put_buffer(GByteArray *out, guint64 pts, gsize size, guint32 flags)
     b[sizeof hdr + i] = (guint8)(i * 7);
   put_record(out, IPCRING_REC_BUFFER, b, sizeof hdr + size);
   g_free(b);
+}
+
+static void put_time(GByteArray *out, guint32 flags)
+{
+  IpcRingWireTime t = { 5 * GST_SECOND, 7 * GST_SECOND, 7 * GST_SECOND, 20 * GST_MSECOND,
+                        GST_CLOCK_TIME_NONE, flags, 0 };
+  put_record(out, IPCRING_REC_TIME, &t, sizeof t);
+}
+
+static void put_drop(GByteArray *out, guint64 count, guint64 start, guint64 end)
+{
+  IpcRingWireDrop d = { count, 3 * count, start, end };
+  put_record(out, IPCRING_REC_DROP, &d, sizeof d);
+}
+
+static void put_upstream_event(GByteArray *out, GstEvent *ev)
+{
+  const gchar *why = NULL;
+  GBytes *b = ipcring_wire_encode_upstream_event(ev, IPCRING_BACK_MAX, &why);
+  REQUIRE(b != NULL);
+  gsize size = 0;
+  const void *d = g_bytes_get_data(b, &size);
+  put_record(out, IPCRING_BACK_EVENT, d, size);
+  g_bytes_unref(b);
+  gst_event_unref(ev);
+}
+
+/* What gst_video_event_new_upstream_force_key_unit() makes. */
+static GstEvent *ev_force_key_unit(void)
+{
+  GstStructure *s = gst_structure_new("GstForceKeyUnit", "running-time", GST_TYPE_CLOCK_TIME,
+                                      (GstClockTime)3 * GST_SECOND, "all-headers",
+                                      G_TYPE_BOOLEAN, TRUE, "count", G_TYPE_UINT, 2u, NULL);
+  GstEvent *ev = gst_event_new_custom(GST_EVENT_CUSTOM_UPSTREAM, s);
+  gst_event_set_seqnum(ev, 9);
+  return ev;
+}
+
+static GstEvent *ev_navigation(void)
+{
+  return gst_event_new_navigation(gst_structure_new(
+      "application/x-gst-navigation", "event", G_TYPE_STRING, "mouse-button-press", "button",
+      G_TYPE_INT, 1, "pointer_x", G_TYPE_DOUBLE, 12.5, "pointer_y", G_TYPE_DOUBLE, 40.0, NULL));
 }
 
 static GstEvent *ev_stream_start(void)
@@ -554,6 +807,21 @@ static void generate_seeds(const char *dir)
   write_file(dir, "buff", b);
   put_record(b, IPCRING_REC_EOS, NULL, 0);
   write_file(dir, "eos", b);
+  put_time(b, IPCRING_TIME_ALL_FLAGS);
+  write_file(dir, "time", b);
+  put_time(b, IPCRING_TIME_LIVE);
+  write_file(dir, "time-no-clock", b);
+  put_drop(b, 4, 2 * GST_SECOND, 3 * GST_SECOND);
+  write_file(dir, "drop", b);
+  put_upstream_event(b, gst_event_new_qos(GST_QOS_TYPE_UNDERFLOW, 1.25, -4 * GST_MSECOND,
+                                          2 * GST_SECOND));
+  write_file(dir, "uevt-qos", b);
+  put_upstream_event(b, ev_navigation());
+  write_file(dir, "uevt-navigation", b);
+  put_upstream_event(b, gst_event_new_reconfigure());
+  write_file(dir, "uevt-reconfigure", b);
+  put_upstream_event(b, ev_force_key_unit());
+  write_file(dir, "uevt-force-key-unit", b);
 
   /* Streams as the sink writes them. */
   put_stream(b, 1);
@@ -587,6 +855,20 @@ static void generate_seeds(const char *dir)
   put_record(b, IPCRING_REC_EOS, NULL, 0);
   write_file(dir, "stream-audio", b);
 
+  /* A live stream from a leaky sink. */
+  put_stream(b, 1);
+  put_time(b, IPCRING_TIME_ALL_FLAGS);
+  put_caps(b, "audio/x-raw, format=(string)S16LE, rate=(int)48000, channels=(int)2, "
+              "layout=(string)interleaved");
+  put_event(b, ev_segment());
+  put_buffer(b, GST_SECOND, 16, 0);
+  put_drop(b, 2, 2 * GST_SECOND, 3 * GST_SECOND);
+  put_buffer(b, 3 * GST_SECOND, 16, GST_BUFFER_FLAG_DISCONT);
+  put_time(b, IPCRING_TIME_CLOCK | IPCRING_TIME_LATENCY);
+  put_drop(b, 1, GST_CLOCK_TIME_NONE, GST_CLOCK_TIME_NONE);
+  put_record(b, IPCRING_REC_EOS, NULL, 0);
+  write_file(dir, "stream-live", b);
+
   g_byte_array_unref(b);
 }
 
@@ -598,8 +880,10 @@ static void generate_seeds(const char *dir)
  * is given (caps features or 0.10 names it does not like), which are fatal
  * only with IPCRING_FUZZ_FATAL_WARNINGS=1. IPCRING_FUZZ_TOLERATE may list,
  * separated by '|', parts of messages that are then ignored, to fuzz on past
- * a finding that is known and not fixed yet; the harness's own message for
- * caps that do not survive a second trip is one it can name. */
+ * a finding that is known and not fixed yet; the harness's own messages for
+ * caps that do not survive a second trip and for an upstream event refused
+ * without a reason (what a decoder does when a constructor it calls refuses
+ * its arguments with a critical) are ones it can name. */
 /* Matched at the start of the message: the hostile string is quoted in
  * the rest. */
 static const char *const caller_warnings[] = {
