@@ -175,6 +175,8 @@ struct _GstIpcRingSrc
   GstEvent *own_segment;        /* apart from GstBaseSrc's in the pad probe */
   gboolean segment_delivered;   /* own_segment went downstream */
   gboolean restore_segment;     /* GstBaseSrc stored its segment over ours */
+  gint resend_segment;          /* a flush-stop took the segment away (atomic: the
+                                 * pad probe sets it in the flushing thread) */
   gboolean sent_stream_start;
   gboolean sent_segment;
   GstCaps *caps;
@@ -276,13 +278,24 @@ gst_ipc_ring_payload_get_type (void)
  * GstBaseSrc's stream-start is stored before ours, which replaces it; its
  * segment comes after ours, just before the first buffer (and after each
  * flush), so the next create() stores ours back; ours, offered once more
- * from the store, is not delivered twice. */
+ * from the store, is not delivered twice.
+ *
+ * A flush-stop removes the sticky segment from this pad and from the peer,
+ * whichever it was: the probe sees it (it also asks for flush events) and
+ * the next create() pushes ours again before anything else. GstBaseSrc's
+ * segment after the flush (also a seek's) is dropped as always. A flush-stop
+ * never runs while create() does (both hold the stream lock); a flush-start
+ * can, and then what create() pushes is not delivered, but a flush-stop, and
+ * so another resend, comes before data flows again. */
 static GstPadProbeReturn
 filter_events (GstPad * pad, GstPadProbeInfo * info, gpointer user_data)
 {
   GstIpcRingSrc *self = user_data;
   GstEvent *event = GST_PAD_PROBE_INFO_EVENT (info);
   switch (GST_EVENT_TYPE (event)) {
+    case GST_EVENT_FLUSH_STOP:
+      g_atomic_int_set (&self->resend_segment, TRUE);
+      return GST_PAD_PROBE_OK;
     case GST_EVENT_STREAM_START:
       if (event == self->own_stream_start)
         return GST_PAD_PROBE_OK;
@@ -315,6 +328,19 @@ push_own (GstIpcRingSrc * self, GstEvent * event)
     self->segment_delivered = FALSE;
   }
   return gst_pad_push_event (GST_BASE_SRC_PAD (self), event);
+}
+
+/* After a flush-stop took the segment away: push ours again (it is the
+ * pad's and downstream's segment from now on). */
+static void
+resend_own_segment (GstIpcRingSrc * self)
+{
+  if (!g_atomic_int_compare_and_exchange (&self->resend_segment, TRUE, FALSE)
+      || !self->own_segment)
+    return;
+  GST_DEBUG_OBJECT (self, "flushed: sending the stream's segment again");
+  self->restore_segment = FALSE;
+  push_own (self, gst_event_ref (self->own_segment));
 }
 
 /* After GstBaseSrc stored its segment over ours: put ours back. */
@@ -1375,6 +1401,7 @@ gst_ipc_ring_src_create (GstPushSrc * psrc, GstBuffer ** outbuf)
   if (G_UNLIKELY (self->pending_caps))
     ret = handle_caps (self, gst_caps_ref (self->pending_caps));
   if (ret == GST_FLOW_OK) {
+    resend_own_segment (self);
     restore_own_segment (self);
     ret = read_records (self, outbuf);
   }
@@ -1440,6 +1467,7 @@ gst_ipc_ring_src_start (GstBaseSrc * bsrc)
   gst_event_replace (&self->own_segment, NULL);
   self->segment_delivered = FALSE;
   self->restore_segment = FALSE;
+  g_atomic_int_set (&self->resend_segment, FALSE);
   g_hash_table_remove_all (self->unknown_tags);
   GST_OBJECT_LOCK (self);
   self->ts_mode = self->timestamp_mode;
@@ -1751,8 +1779,8 @@ gst_ipc_ring_src_init (GstIpcRingSrc * self)
   /* TIME keeps GstBaseSrc from inventing offsets or a first DTS. */
   gst_base_src_set_format (GST_BASE_SRC (self), GST_FORMAT_TIME);
   gst_base_src_set_live (GST_BASE_SRC (self), DEFAULT_IS_LIVE);
-  gst_pad_add_probe (GST_BASE_SRC_PAD (self), GST_PAD_PROBE_TYPE_EVENT_DOWNSTREAM,
-      filter_events, self, NULL);
+  gst_pad_add_probe (GST_BASE_SRC_PAD (self), GST_PAD_PROBE_TYPE_EVENT_DOWNSTREAM |
+      GST_PAD_PROBE_TYPE_EVENT_FLUSH, filter_events, self, NULL);
 }
 
 static void

@@ -1816,6 +1816,179 @@ GST_START_TEST (test_flushing_seek_while_blocked)
 
 GST_END_TEST;
 
+/* Flushing a src from its own streaming thread, in a probe on its src pad,
+ * while it pushes the segment that starts at start: the flush comes while
+ * the element handles the producer's segment record. */
+typedef struct
+{
+  GstElement *element;
+  GstClockTime start;
+  gint fired;
+} FlushOnSegment;
+
+static GstPadProbeReturn
+flush_on_segment_probe (GstPad * pad, GstPadProbeInfo * info, gpointer data)
+{
+  FlushOnSegment *f = data;
+  GstEvent *ev = GST_PAD_PROBE_INFO_EVENT (info);
+  const GstSegment *seg;
+  if (GST_EVENT_TYPE (ev) != GST_EVENT_SEGMENT)
+    return GST_PAD_PROBE_OK;
+  gst_event_parse_segment (ev, &seg);
+  if (seg->start != f->start)
+    return GST_PAD_PROBE_OK;
+  gst_element_send_event (f->element, gst_event_new_flush_start ());
+  g_atomic_int_set (&f->fired, 1);
+  return GST_PAD_PROBE_REMOVE;
+}
+
+/* Wait (at most 5 s) until the src's streaming task has paused: after a
+ * flush-start, it reads nothing more from the ring until the flush-stop. */
+static void
+wait_task_paused (GstElement * src)
+{
+  GstPad *pad = gst_element_get_static_pad (src, "src");
+  gint64 end = g_get_monotonic_time () + 5 * G_USEC_PER_SEC;
+  while (gst_pad_get_task_state (pad) != GST_TASK_PAUSED) {
+    fail_unless (g_get_monotonic_time () < end, "the src's task did not pause within 5 s");
+    g_usleep (100);
+  }
+  gst_object_unref (pad);
+}
+
+/* After every flush of the src the first thing downstream is the stream's
+ * segment again, before any buffer: a flush-stop takes the sticky segment
+ * off the src pad and its peer. The flushes: (1) flush-start and flush-stop
+ * sent to the element while it waits for data; (2) the same, with a buffer
+ * written during the flush (in the ring when streaming starts again); (3) a
+ * flushing seek; (4) a flush that starts while the element pushes the
+ * producer's new segment (which then never arrives); (5) a flush during
+ * which the producer writes another new segment. Every segment downstream is
+ * the producer's latest at that point (never GstBaseSrc's default one, which
+ * it pushes after each flush), and the last one is on both pads at the end.
+ * Regression test for an element bug: after a flush the element's probe
+ * dropped GstBaseSrc's segment and never sent the stream's again, so buffers
+ * arrived without a segment ("Got data flow before segment event"). */
+GST_START_TEST (test_src_segment_after_flush)
+{
+  announce ("the src sends the stream's segment again after every flush");
+  const gchar *dir = test_dir_new ();
+  gchar *ring = g_build_filename (dir, "ring", NULL);
+  GstBus *bus = gst_bus_new ();
+  OrderLog log;
+  g_mutex_init (&log.lock);
+  log.text = g_string_new ("");
+  GstHarness *src = src_harness_new (ring, bus, NULL);
+  gst_pad_add_probe (src->sinkpad, GST_PAD_PROBE_TYPE_DATA_DOWNSTREAM |
+      GST_PAD_PROBE_TYPE_EVENT_FLUSH, order_log_probe, &log, NULL);
+  GstHarness *sink = sink_harness_new (ring, 1u << 20, NULL);
+  wait_reader_attached (ring, 1);
+  GstElement *e = src->element;
+  GstPad *srcpad = gst_element_get_static_pad (e, "src");
+
+  GstCaps *test_caps = gst_caps_new_empty_simple ("application/x-test");
+  fail_unless (gst_harness_push_event (sink, gst_event_new_caps (test_caps)));
+  gst_caps_unref (test_caps);
+  GstSegment segs[3];
+  for (guint i = 0; i < 3; i++) {
+    gst_segment_init (&segs[i], GST_FORMAT_TIME);
+    segs[i].start = segs[i].time = segs[i].position = (10 + 10 * i) * GST_SECOND;
+    segs[i].base = (3 + i) * GST_SECOND;
+  }
+  fail_unless (gst_harness_push_event (sink, gst_event_new_segment (&segs[0])));
+  FlushOnSegment fos = { e, segs[1].start, 0 };
+  for (guint i = 0; i < 6; i++) {
+    switch (i) {
+      case 1:
+        fail_unless (gst_element_send_event (e, gst_event_new_flush_start ()));
+        fail_unless (gst_element_send_event (e, gst_event_new_flush_stop (TRUE)));
+        break;
+      case 2:
+        fail_unless (gst_element_send_event (e, gst_event_new_flush_start ()));
+        wait_task_paused (e);
+        break;
+      case 3:
+        fail_unless (gst_element_send_event (e, gst_event_new_seek (1.0, GST_FORMAT_TIME,
+                    GST_SEEK_FLAG_FLUSH, GST_SEEK_TYPE_SET, 0, GST_SEEK_TYPE_NONE, -1)));
+        break;
+      case 4:
+        gst_pad_add_probe (srcpad, GST_PAD_PROBE_TYPE_EVENT_DOWNSTREAM, flush_on_segment_probe,
+            &fos, NULL);
+        fail_unless (gst_harness_push_event (sink, gst_event_new_segment (&segs[1])));
+        wait_count (&fos.fired, 1, "flush-start while the src pushes the new segment");
+        fail_unless (gst_element_send_event (e, gst_event_new_flush_stop (TRUE)));
+        break;
+      case 5:
+        fail_unless (gst_element_send_event (e, gst_event_new_flush_start ()));
+        wait_task_paused (e);
+        fail_unless (gst_harness_push_event (sink, gst_event_new_segment (&segs[2])));
+        break;
+    }
+    GstBuffer *buf = make_buffer (i, 100, 1, 0);
+    GST_BUFFER_PTS (buf) = (i < 4 ? 10 : i == 4 ? 20 : 30) * GST_SECOND + i * GST_SECOND;
+    fail_unless_equals_int (gst_harness_push (sink, buf), GST_FLOW_OK);
+    if (i == 2 || i == 5)
+      fail_unless (gst_element_send_event (e, gst_event_new_flush_stop (TRUE)));
+    GstBuffer *got = pull_buffer (src);
+    fail_unless (got != NULL, "buffer %u did not arrive", i);
+    fail_unless_equals_uint64 (GST_BUFFER_PTS (got), GST_BUFFER_PTS (buf));
+    gst_buffer_unref (got);
+  }
+  push_eos_bounded (sink);
+
+  gchar *order = order_log_get (&log);
+  g_print ("    order: %s\n", order);
+  fail_unless_equals_string (order, "stream-start caps:application/x-test segment buffer "
+      "flush-start flush-stop segment buffer "
+      "flush-start flush-stop segment buffer "
+      "flush-start flush-stop segment buffer "
+      "flush-start flush-stop segment buffer "
+      "flush-start flush-stop segment segment buffer eos");
+  g_free (order);
+
+  /* which segment each of those was */
+  static const guint want[] = { 0, 0, 0, 0, 1, 1, 2 };
+  guint n = 0;
+  for (;;) {
+    GstEvent *ev = pull_event (src);
+    fail_unless (ev != NULL, "no EOS within 10 s");
+    if (GST_EVENT_TYPE (ev) == GST_EVENT_EOS) {
+      gst_event_unref (ev);
+      break;
+    }
+    if (GST_EVENT_TYPE (ev) == GST_EVENT_SEGMENT) {
+      fail_unless (n < G_N_ELEMENTS (want), "more than %u segments",
+          (guint) G_N_ELEMENTS (want));
+      const GstSegment *got;
+      gst_event_parse_segment (ev, &got);
+      check_segment_equal (got, &segs[want[n++]]);
+    }
+    gst_event_unref (ev);
+  }
+  fail_unless_equals_int (n, G_N_ELEMENTS (want));
+
+  GstPad *pads[] = { src->sinkpad, srcpad };
+  for (guint i = 0; i < G_N_ELEMENTS (pads); i++) {
+    GstEvent *ev = gst_pad_get_sticky_event (pads[i], GST_EVENT_SEGMENT, 0);
+    fail_unless (ev != NULL);
+    const GstSegment *got;
+    gst_event_parse_segment (ev, &got);
+    check_segment_equal (got, &segs[2]);
+    gst_event_unref (ev);
+  }
+  gst_object_unref (srcpad);
+  assert_no_error (bus);
+
+  gst_harness_teardown (sink);
+  gst_harness_teardown (src);
+  bus_free (bus);
+  order_log_free (&log);
+  g_free (ring);
+  test_dir_cleanup ();
+}
+
+GST_END_TEST;
+
 static Suite *
 ipcring_elements_suite (void)
 {
@@ -1844,6 +2017,7 @@ ipcring_elements_suite (void)
   tcase_add_test (tc, test_src_stops_while_blocked_in_peek);
   tcase_add_test (tc, test_flush_while_blocked);
   tcase_add_test (tc, test_flushing_seek_while_blocked);
+  tcase_add_test (tc, test_src_segment_after_flush);
   return s;
 }
 
