@@ -15,9 +15,10 @@
  *  - both at once: each side restarted and flushed while the other is;
  *  - none of it leaves a file descriptor or a ring file behind.
  *
- * Two open bugs of ipcringsrc that these runs show are counted and printed
- * rather than failed, until the constants SRC_CAPS_WHILE_FLUSHING_FIXED and
- * SRC_SEGMENT_AFTER_FLUSH_FIXED are set to 1 (see them below).
+ * Two bugs of ipcringsrc that these runs showed were counted and printed
+ * rather than failed while they were open; both are fixed, and the constants
+ * SRC_CAPS_WHILE_FLUSHING_FIXED and SRC_SEGMENT_AFTER_FLUSH_FIXED (see them
+ * below) are 1, so the runs check them.
  *
  * "No error" means: no error message on either element's bus (the flow
  * returns of buffers pushed into a sink that a stress thread deactivates and
@@ -469,11 +470,14 @@ drain_events (gpointer thread, gpointer data)
  *
  *  - on the src's downstream pad, "Got data flow before segment event":
  *    after a flush of the src (a flushing seek, or flush-start and flush-stop
- *    sent to it), ipcringsrc pushes buffers with no segment before them: its
- *    pad probe drops GstBaseSrc's new segment and also its own, which it
- *    already delivered once before the flush. An open bug of the element,
- *    checked once SRC_SEGMENT_AFTER_FLUSH_FIXED is 1. */
-#define SRC_SEGMENT_AFTER_FLUSH_FIXED 0
+ *    sent to it), ipcringsrc pushed buffers with no segment before them: its
+ *    pad probe dropped GstBaseSrc's new segment and also its own, which it
+ *    had already delivered once before the flush. Fixed: a flush-stop makes
+ *    the element push its segment again before anything else; with
+ *    SRC_SEGMENT_AFTER_FLUSH_FIXED at 1 both the warnings and the buffers
+ *    downstream without a segment after a flush must be 0 (they are still
+ *    counted and printed, so a run shows them). */
+#define SRC_SEGMENT_AFTER_FLUSH_FIXED 1
 
 static gboolean
 count_warning (const gchar * domain, GLogLevelFlags level, const gchar * message,
@@ -966,8 +970,9 @@ GST_START_TEST (test_src_restarts_and_flushes)
   stress_stop (pushes, "stopping the sink's buffer pushes");
   check_marker_arrives (sink, &down);
   g_print ("    buffers downstream without a segment after a flush: %d (of %d flushes "
-      "seen downstream)\n", g_atomic_int_get (&down.unsegmented),
-      g_atomic_int_get (&down.flush_stops));
+      "seen downstream); 'data flow before segment' warnings there: %d\n",
+      g_atomic_int_get (&down.unsegmented), g_atomic_int_get (&down.flush_stops),
+      g_atomic_int_get (&unsegmented_warnings));
 #if SRC_SEGMENT_AFTER_FLUSH_FIXED
   fail_unless_equals_int (g_atomic_int_get (&down.unsegmented), 0);
   fail_unless_equals_int (g_atomic_int_get (&unsegmented_warnings), 0);
@@ -1087,6 +1092,10 @@ GST_START_TEST (test_both_sides_restart_and_flush)
   check_marker_arrives (sink, &down);
   bus_watch_check_no_error (&sink_bus);
   bus_watch_check_no_error (&src_bus);
+  g_print ("    buffers downstream of the src without a segment after a flush: %d (of %d "
+      "flushes seen downstream); 'data flow before segment' warnings there: %d\n",
+      g_atomic_int_get (&down.unsegmented), g_atomic_int_get (&down.flush_stops),
+      g_atomic_int_get (&unsegmented_warnings));
 #if SRC_SEGMENT_AFTER_FLUSH_FIXED
   fail_unless_equals_int (g_atomic_int_get (&down.unsegmented), 0);
   fail_unless_equals_int (g_atomic_int_get (&unsegmented_warnings), 0);
