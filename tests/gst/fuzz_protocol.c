@@ -1,18 +1,18 @@
 /* libFuzzer harness for the decoding of ipcring records (gst/ipcring-protocol.c)
- * as ipcringsrc does it.
+ * as the elements do it.
  *
  * The input is a sequence of records, each a 32-bit tag, a 32-bit length
  * (cut to what is left of the input) and that many payload bytes, in the
  * machine's byte order. A UEVT record (the back channel's upstream event)
- * goes through what the sink's poll_upstream() does with it; each other
- * record goes through what the source's handle_record() does with it: STRM is copied out and its version checked;
- * BUFF's header is decoded and a buffer of the rest is made with the header's
- * fields and flags; TIME and DROP are decoded into the stream's latency and
- * a gap event; CAPS, SEGM and EVNT are decoded into caps and events,
- * compared with the stream's current caps and segment as the source does,
- * and then looked at the way downstream elements would (every field parsed
- * with the getters of its event type, caps made into a caps event). Whatever
- * is made is unreffed.
+ * goes through what the sink's poll_upstream() does with it; every other
+ * record through what the source's handle_record() does with it: STRM is
+ * copied out and its version checked; BUFF's header is decoded and a buffer
+ * of the rest is made with the header's fields and flags; TIME and DROP are
+ * decoded into the stream's latency and a gap event; CAPS, SEGM and EVNT are
+ * decoded into caps and events, compared with the stream's current caps and
+ * segment as the source does, and then looked at the way downstream elements
+ * would (every field parsed with the getters of its event type, caps made
+ * into a caps event). Whatever is made is unreffed.
  *
  * Whatever the bytes, decoding must not crash, leak, read outside the record
  * or make GLib complain: criticals and warnings abort, so an event built from
@@ -35,10 +35,13 @@
  *   - an upstream event from the back channel (UEVT, which the sink decodes
  *     before it pushes the event upstream) is of a carried type with the
  *     fields of its type, and what a relay's source would send for it
- *     decodes again to an equal event.
+ *     decodes again to an equal event;
+ *   - the readers intern no more names than IPCRING_MAX_NEW_NAMES, however
+ *     many records they are given (see require_names_bounded()).
  *
  * Seeds: tests/gst/fuzz-corpus/ holds records made by the encoders the sink
- * uses, one record per file and two whole streams. To regenerate them:
+ * uses, one record per file and three whole streams. To write them again
+ * (the existing files differ only in event sequence numbers):
  *   IPCRING_FUZZ_WRITE_SEEDS=tests/gst/fuzz-corpus build-asan/tests/gst/fuzz_protocol
  */
 #include "ipcring-protocol.h"
@@ -89,6 +92,78 @@ static int is_tolerated(const gchar *message)
     if (message_is(message, *t))
       return 1;
   return 0;
+}
+
+/* ---- The names budget ----------------------------------------------------
+ *
+ * Every name a reader interns is a GQuark for good, and GLib drops (leaks) its
+ * array of quarks each time it grows it, every 2048 names. The decoders
+ * promise that all readers in a process intern at most IPCRING_MAX_NEW_NAMES
+ * names that were not quarks already, whatever they are given; the harness
+ * counts the process's quarks after each input and aborts if there are more
+ * than GLib and GStreamer had after gst_init(), the budget, and
+ * QUARK_SLACK for the few names GStreamer interns the first time it makes
+ * an event of a kind, and the harness's own. (The leak suppression below
+ * would hide the dropped arrays; this check is what keeps it honest.) */
+#define QUARK_SLACK 256u
+
+static guint quarks_at_start, quarks_seen;
+static gboolean names_unbounded_tolerated;
+
+/* GLib's g_quark_to_string() gives the string of every quark made so far and
+ * NULL past the last one: the number of quarks, found without making one. */
+static guint quark_count(guint known)
+{
+  guint lo = known, step = 64;
+  while (g_quark_to_string(lo + step)) {
+    lo += step;
+    step *= 2;
+  }
+  guint hi = lo + step;
+  while (hi - lo > 1) {
+    guint mid = lo + (hi - lo) / 2;
+    if (g_quark_to_string(mid))
+      lo = mid;
+    else
+      hi = mid;
+  }
+  return lo;
+}
+
+static void require_names_bounded(void)
+{
+  quarks_seen = quark_count(quarks_seen);
+  if (names_unbounded_tolerated ||
+      quarks_seen <= quarks_at_start + IPCRING_MAX_NEW_NAMES + QUARK_SLACK)
+    return;
+  gchar *msg = g_strdup_printf("the readers interned more names than their budget: %u quarks "
+                               "after %u at the start, the last \"%.200s\"",
+                               quarks_seen, quarks_at_start, g_quark_to_string(quarks_seen));
+  if (!is_tolerated(msg)) {
+    fprintf(stderr, "fuzz_protocol: %s\n", msg);
+    /* Which names: the most common start of the names made since. */
+    GHashTable *starts = g_hash_table_new_full(g_str_hash, g_str_equal, g_free, NULL);
+    for (guint q = quarks_at_start + 1; q <= quarks_seen; q++) {
+      gchar *start = g_strndup(g_quark_to_string(q), 19);
+      guint n = GPOINTER_TO_UINT(g_hash_table_lookup(starts, start));
+      g_hash_table_insert(starts, start, GUINT_TO_POINTER(n + 1));
+    }
+    GHashTableIter it;
+    gpointer k, v;
+    const gchar *top = NULL;
+    guint top_n = 0;
+    g_hash_table_iter_init(&it, starts);
+    while (g_hash_table_iter_next(&it, &k, &v))
+      if (GPOINTER_TO_UINT(v) > top_n) {
+        top = k;
+        top_n = GPOINTER_TO_UINT(v);
+      }
+    fprintf(stderr, "fuzz_protocol: %u of them start with \"%s\"\n", top_n, top);
+    g_hash_table_unref(starts);
+    REQUIRE(!"the readers keep to their names budget");
+  }
+  names_unbounded_tolerated = TRUE;
+  g_free(msg);
 }
 
 /* ---- What downstream does with an event -------------------------------- */
@@ -246,7 +321,7 @@ static void look_at_upstream_event(GstEvent *ev)
     REQUIRE(type <= GST_QOS_TYPE_THROTTLE);
     REQUIRE(proportion >= 0.0 && proportion <= G_MAXDOUBLE);
     REQUIRE(GST_CLOCK_TIME_IS_VALID(ts));
-    sink += (guint64)type + (guint64)diff + ts + (guint64)proportion;
+    sink += (guint64)type + (guint64)diff + ts + (proportion > 1.0);
     break;
   }
   case GST_EVENT_RECONFIGURE:
@@ -262,8 +337,7 @@ static void look_at_upstream_event(GstEvent *ev)
     gst_structure_get_double(s, "pointer_x", &x);
     gst_structure_get_double(s, "pointer_y", &y);
     gst_structure_get_int(s, "button", &button);
-    sink += (what ? strlen(what) : 0) + (key ? strlen(key) : 0) + (guint64)x + (guint64)y +
-            (guint64)button;
+    sink += (what ? strlen(what) : 0) + (key ? strlen(key) : 0) + (x < y) + (guint64)button;
     break;
   }
   case GST_EVENT_CUSTOM_UPSTREAM: {
@@ -470,7 +544,6 @@ static void record(struct stream *st, guint32 tag, const guint8 *data, gsize len
     GstClockTime qmin, qmax;
     gst_query_parse_latency(q, &qlive, &qmin, &qmax);
     REQUIRE(qlive == live && qmin == min && qmax == max);
-    REQUIRE(GST_CLOCK_TIME_IS_VALID(qmin));
     gst_query_unref(q);
     return;
   }
@@ -542,6 +615,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t n)
   }
   if (st.caps)
     gst_caps_unref(st.caps);
+  require_names_bounded();
   return 0;
 }
 
@@ -881,9 +955,10 @@ static void generate_seeds(const char *dir)
  * only with IPCRING_FUZZ_FATAL_WARNINGS=1. IPCRING_FUZZ_TOLERATE may list,
  * separated by '|', parts of messages that are then ignored, to fuzz on past
  * a finding that is known and not fixed yet; the harness's own messages for
- * caps that do not survive a second trip and for an upstream event refused
+ * caps that do not survive a second trip, for an upstream event refused
  * without a reason (what a decoder does when a constructor it calls refuses
- * its arguments with a critical) are ones it can name. */
+ * its arguments with a critical) and for names interned past the budget
+ * are ones it can name. */
 /* Matched at the start of the message: the hostile string is quoted in
  * the rest. */
 static const char *const caller_warnings[] = {
@@ -915,7 +990,8 @@ static void log_handler(const gchar *domain, GLogLevelFlags level, const gchar *
 
 /* GLib allocates once while it is loaded (_dl_init), and drops its array of
  * GQuarks each time it grows one (every 2048 new names; readers may still
- * hold the old one), which the decoders bound with IPCRING_MAX_NEW_NAMES.
+ * hold the old one), which the decoders bound with IPCRING_MAX_NEW_NAMES
+ * (require_names_bounded() checks that they do).
  * Every other leak is a finding (GStreamer 1.22's parser leaks a list or
  * array that a string ends inside, or whose element does not parse; the
  * decoders must never let it see one). Full stacks are needed to tell, as
@@ -941,6 +1017,7 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
   /* Decoding needs GStreamer's types, not its plugins: no registry. */
   g_setenv("GST_REGISTRY_DISABLE", "yes", TRUE);
   gst_init(NULL, NULL);
+  quarks_at_start = quarks_seen = quark_count(0);
   const char *tolerate = getenv("IPCRING_FUZZ_TOLERATE");
   if (tolerate && *tolerate)
     tolerated = g_strsplit(tolerate, "|", -1);
