@@ -69,7 +69,7 @@ GST_DEBUG_CATEGORY_STATIC (ipcring_sink_debug);
 #define LATENCY_RETRY_NS (100 * GST_MSECOND)
 /* How often the streaming thread copies the ring's counters for the stats
  * property (one system call each time). */
-#define INFO_REFRESH_US (100 * G_TIME_SPAN_MILLISECOND)
+#define INFO_REFRESH_NS (100 * GST_MSECOND)
 
 /* How often render checks that an attached reader is still alive (one
  * system call), so that on-reader-lost=error fires without waiting for the
@@ -110,7 +110,10 @@ struct _GstIpcRingSink
   GstIpcRingLeaky leaky;
   guint queue_buffers;
 
-  /* counters for the stats property, under the object lock */
+  /* counters for the stats property, under the object lock, except
+   * st_buffers and st_bytes: written by the streaming thread alone with
+   * relaxed atomic stores (no locked instruction per buffer), read with
+   * relaxed atomic loads */
   guint64 st_buffers;
   guint64 st_bytes;
   guint64 st_drops;
@@ -149,7 +152,9 @@ struct _GstIpcRingSink
   guint64 time_sent_mono;
   gboolean time_monotonic;
   gint latency_dirty;           /* atomic: set by LATENCY events */
-  gint64 next_info;             /* when to copy the ring's counters again */
+  gint time_dirty;              /* atomic: a state change or a new clock (check_time) */
+  guint time_checks;            /* buffers since check_time last looked at the clock */
+  guint64 next_info;            /* when to copy the ring's counters again (coarse_ns) */
   gboolean latency_known;       /* upstream answered the latency query */
   guint64 latency_retry;        /* if not, when to ask again (CLOCK_MONOTONIC) */
   gboolean up_live;             /* the last answer of upstream's latency query */
@@ -206,6 +211,16 @@ monotonic_ns (void)
 {
   struct timespec ts;
   clock_gettime (CLOCK_MONOTONIC, &ts);
+  return (guint64) ts.tv_sec * GST_SECOND + (guint64) ts.tv_nsec;
+}
+
+/* CLOCK_MONOTONIC to the last tick (a few ms): cheaper than monotonic_ns(),
+ * and enough for the periodic work done beside buffers. */
+static guint64
+coarse_ns (void)
+{
+  struct timespec ts;
+  clock_gettime (CLOCK_MONOTONIC_COARSE, &ts);
   return (guint64) ts.tv_sec * GST_SECOND + (guint64) ts.tv_nsec;
 }
 
@@ -473,7 +488,7 @@ write_time (GstIpcRingSink * self, gboolean resync)
     self->time_had_clock = (t.flags & IPCRING_TIME_CLOCK) != 0;
     self->time_base = t.base_time;
     self->time_monotonic = mono;
-    self->time_sent_mono = monotonic_ns ();
+    self->time_sent_mono = coarse_ns ();
     gst_object_replace ((GstObject **) & self->time_clock, (GstObject *) clock);
     GST_OBJECT_LOCK (self);
     self->st_time_records++;
@@ -484,24 +499,37 @@ write_time (GstIpcRingSink * self, gboolean resync)
   return ret;
 }
 
+/* How many buffers check_time() lets pass between looks at the clock and
+ * the base time when no state change or new clock flagged them. */
+#define TIME_CHECK_EVERY 64
+
 /* Before a buffer: a TIME record if the base time, the clock or the latency
- * changed, or a drifting clock's is a second old. */
+ * changed, or a drifting clock's is a second old. Looking at the element's
+ * clock and base time takes the object lock three times; they change with a
+ * state change or a new clock (time_dirty), so the look is made then, and
+ * every TIME_CHECK_EVERY buffers for a base time an application sets by
+ * hand. */
 static GstFlowReturn
 check_time (GstIpcRingSink * self)
 {
   if (!self->latency_known && monotonic_ns () >= self->latency_retry)
     g_atomic_int_set (&self->latency_dirty, 1);
   gboolean send = !self->time_sent || g_atomic_int_get (&self->latency_dirty);
-  if (!send) {
+  if (!send && self->time_had_clock && !self->time_monotonic
+      && coarse_ns () - self->time_sent_mono >= TIME_REFRESH_NS)
+    send = TRUE;
+  if (!send && (++self->time_checks >= TIME_CHECK_EVERY
+          || g_atomic_int_get (&self->time_dirty))) {
+    /* cleared before the look: a change flagged during it is looked at
+     * again with the next buffer */
+    g_atomic_int_set (&self->time_dirty, 0);
+    self->time_checks = 0;
     GstClock *clock = gst_element_get_clock (GST_ELEMENT (self));
     gboolean has_clock = clock && base_time_valid (self);
     if (has_clock != self->time_had_clock)
       send = TRUE;
     else if (has_clock && (clock != self->time_clock
             || gst_element_get_base_time (GST_ELEMENT (self)) != self->time_base))
-      send = TRUE;
-    else if (has_clock && !self->time_monotonic
-        && monotonic_ns () - self->time_sent_mono >= TIME_REFRESH_NS)
       send = TRUE;
     if (clock)
       gst_object_unref (clock);
@@ -780,9 +808,12 @@ write_buffer (GstIpcRingSink * self, GstBuffer * buf, gboolean try_once)
   if (self->discont_pending)
     hdr.flags |= GST_BUFFER_FLAG_DISCONT;
 
-  gsize bytes = gst_buffer_get_size (buf);
-  IpcRingSinkMemory *zc = ipcring_sink_memory_of (buf, self->hold);
+  gsize bytes;
+  /* Ring memory exists only once a pool was made (hold->shared). */
+  IpcRingSinkMemory *zc = g_atomic_int_get (&self->hold->shared)
+      ? ipcring_sink_memory_of (buf, self->hold) : NULL;
   if (zc && zc->state == IPCRING_CLAIM_OPEN) {
+    bytes = gst_buffer_get_size (buf);
     ret = render_claimed (self, buf, zc, &hdr);
     goto count;
   }
@@ -790,6 +821,7 @@ write_buffer (GstIpcRingSink * self, GstBuffer * buf, gboolean try_once)
   /* Gather the memories without merging them (a buffer has at most 16). */
   enum { MAX_MEMS = 16 };
   guint n_mem = gst_buffer_n_memory (buf);
+  bytes = 0;
   GstMapInfo maps[MAX_MEMS];
   Part parts[1 + MAX_MEMS];
   guint n_parts = 1, n_maps = 0;
@@ -804,6 +836,7 @@ write_buffer (GstIpcRingSink * self, GstBuffer * buf, gboolean try_once)
     n_maps++;
     parts[n_parts].data = maps[i].data;
     parts[n_parts].len = maps[i].size;
+    bytes += maps[i].size;
     n_parts++;
   }
 
@@ -811,14 +844,13 @@ write_buffer (GstIpcRingSink * self, GstBuffer * buf, gboolean try_once)
 
 done:
   for (guint i = 0; i < n_maps; i++)
-    gst_memory_unmap (gst_buffer_peek_memory (buf, i), &maps[i]);
+    gst_memory_unmap (maps[i].memory, &maps[i]);
 count:
   if (ret == GST_FLOW_OK) {
     self->discont_pending = FALSE;
-    GST_OBJECT_LOCK (self);
-    self->st_buffers++;
-    self->st_bytes += bytes;
-    GST_OBJECT_UNLOCK (self);
+    /* only this thread writes them: see the declaration */
+    __atomic_store_n (&self->st_buffers, self->st_buffers + 1, __ATOMIC_RELAXED);
+    __atomic_store_n (&self->st_bytes, self->st_bytes + bytes, __ATOMIC_RELAXED);
   }
   return ret;
 
@@ -880,14 +912,14 @@ clear_queue (GstIpcRingSink * self)
 
 /* The ring's counters for the stats property: only the streaming thread
  * calls on the writer unlocked (until there is a pool), so it copies them,
- * at most every INFO_REFRESH_US unless forced. */
+ * at most every INFO_REFRESH_NS unless forced. */
 static void
 refresh_info (GstIpcRingSink * self, gboolean force)
 {
-  gint64 now = g_get_monotonic_time ();
+  guint64 now = coarse_ns ();
   if (!self->hold || (!force && now < self->next_info))
     return;
-  self->next_info = now + INFO_REFRESH_US;
+  self->next_info = now + INFO_REFRESH_NS;
   struct ipcring_info info;
   gboolean locked = ipcring_writer_hold_lock (self->hold);
   ipcring_writer_info (self->writer, &info);
@@ -1130,12 +1162,16 @@ gst_ipc_ring_sink_start (GstBaseSink * sink)
   self->time_had_clock = FALSE;
   gst_object_replace ((GstObject **) & self->time_clock, NULL);
   g_atomic_int_set (&self->latency_dirty, 1);
+  g_atomic_int_set (&self->time_dirty, 1);
+  self->time_checks = 0;
   self->latency_known = FALSE;
   self->latency_retry = 0;
   GST_OBJECT_LOCK (self);
   self->leaky_mode = self->leaky;
   self->queue_max = self->queue_buffers;
-  self->st_buffers = self->st_bytes = self->st_drops = self->st_waits = 0;
+  __atomic_store_n (&self->st_buffers, 0, __ATOMIC_RELAXED);
+  __atomic_store_n (&self->st_bytes, 0, __ATOMIC_RELAXED);
+  self->st_drops = self->st_waits = 0;
   self->st_time_records = self->st_upstream_events = 0;
   memset (&self->st_info, 0, sizeof self->st_info);
   self->st_have_info = FALSE;
@@ -1219,6 +1255,27 @@ gst_ipc_ring_sink_send_event (GstElement * element, GstEvent * event)
   return GST_ELEMENT_CLASS (gst_ipc_ring_sink_parent_class)->send_event (element, event);
 }
 
+/* The base time and the clock check_time() looks at change with these. */
+static GstStateChangeReturn
+gst_ipc_ring_sink_change_state (GstElement * element, GstStateChange transition)
+{
+  GstIpcRingSink *self = GST_IPC_RING_SINK (element);
+  g_atomic_int_set (&self->time_dirty, 1);
+  GstStateChangeReturn ret =
+      GST_ELEMENT_CLASS (gst_ipc_ring_sink_parent_class)->change_state (element, transition);
+  g_atomic_int_set (&self->time_dirty, 1);
+  return ret;
+}
+
+static gboolean
+gst_ipc_ring_sink_set_clock (GstElement * element, GstClock * clock)
+{
+  GstIpcRingSink *self = GST_IPC_RING_SINK (element);
+  gboolean ret = GST_ELEMENT_CLASS (gst_ipc_ring_sink_parent_class)->set_clock (element, clock);
+  g_atomic_int_set (&self->time_dirty, 1);
+  return ret;
+}
+
 /* ---- GObject --------------------------------------------------------- */
 
 static GstStructure *
@@ -1226,8 +1283,8 @@ make_stats (GstIpcRingSink * self)
 {
   GST_OBJECT_LOCK (self);
   GstStructure *s = gst_structure_new ("GstIpcRingSinkStats",
-      "buffers", G_TYPE_UINT64, self->st_buffers,
-      "bytes", G_TYPE_UINT64, self->st_bytes,
+      "buffers", G_TYPE_UINT64, __atomic_load_n (&self->st_buffers, __ATOMIC_RELAXED),
+      "bytes", G_TYPE_UINT64, __atomic_load_n (&self->st_bytes, __ATOMIC_RELAXED),
       "drops", G_TYPE_UINT64, self->st_drops,
       "waits", G_TYPE_UINT64, self->st_waits,
       "queued", G_TYPE_UINT64, (guint64) self->st_queued,
@@ -1420,6 +1477,8 @@ gst_ipc_ring_sink_class_init (GstIpcRingSinkClass * klass)
       "ipcring developers");
 
   element_class->send_event = GST_DEBUG_FUNCPTR (gst_ipc_ring_sink_send_event);
+  element_class->change_state = GST_DEBUG_FUNCPTR (gst_ipc_ring_sink_change_state);
+  element_class->set_clock = GST_DEBUG_FUNCPTR (gst_ipc_ring_sink_set_clock);
   basesink_class->start = GST_DEBUG_FUNCPTR (gst_ipc_ring_sink_start);
   basesink_class->stop = GST_DEBUG_FUNCPTR (gst_ipc_ring_sink_stop);
   basesink_class->render = GST_DEBUG_FUNCPTR (gst_ipc_ring_sink_render);
