@@ -80,7 +80,7 @@ GST_DEBUG_CATEGORY_STATIC (ipcring_src_debug);
 
 /* How often the streaming thread refreshes the ring counters the stats
  * property shows (one system call each time). */
-#define INFO_REFRESH_US (100 * G_TIME_SPAN_MILLISECOND)
+#define INFO_REFRESH_NS (100 * GST_MSECOND)
 
 /* How often to look for a ring file that does not exist yet. */
 #define OPEN_RETRY_US (20 * G_TIME_SPAN_MILLISECOND)
@@ -143,6 +143,9 @@ struct _GstIpcRingSrc
   gboolean writer_live;
   guint64 capacity;
   GstClockTime ring_time;       /* what the ring holds in time, if known */
+  /* st_buffers and st_bytes are written by the streaming thread alone with
+   * relaxed atomic stores (no locked instruction per buffer) and read with
+   * relaxed atomic loads; the other counters are under the object lock */
   guint64 st_buffers;
   guint64 st_bytes;
   guint64 st_drops;
@@ -190,7 +193,7 @@ struct _GstIpcRingSrc
   GstSegment wire_segment;      /* the writer's segment, in timestamp modes */
   GstClockTime restart_base;    /* restart: the first buffer's running time */
   gboolean discont_next;
-  gint64 next_info;
+  guint64 next_info;            /* when to copy the ring's counters again (coarse_ns) */
   gboolean warned_no_clock;
   GArray *prefetch;             /* records taken by probe_writer, not handled yet */
   GThread *stream_thread;       /* the thread in create() */
@@ -389,6 +392,16 @@ monotonic_ns (void)
 {
   struct timespec ts;
   clock_gettime (CLOCK_MONOTONIC, &ts);
+  return (guint64) ts.tv_sec * GST_SECOND + (guint64) ts.tv_nsec;
+}
+
+/* CLOCK_MONOTONIC to the last tick (a few ms): cheaper than monotonic_ns(),
+ * and enough for the counters refreshed beside records. */
+static guint64
+coarse_ns (void)
+{
+  struct timespec ts;
+  clock_gettime (CLOCK_MONOTONIC_COARSE, &ts);
   return (guint64) ts.tv_sec * GST_SECOND + (guint64) ts.tv_nsec;
 }
 
@@ -820,10 +833,9 @@ handle_record (GstIpcRingSrc * self, const struct ipcring_record_ref *ref, guint
       if (self->discont_next)
         GST_BUFFER_FLAG_SET (buf, GST_BUFFER_FLAG_DISCONT);
       self->discont_next = FALSE;
-      GST_OBJECT_LOCK (self);
-      self->st_buffers++;
-      self->st_bytes += size;
-      GST_OBJECT_UNLOCK (self);
+      /* only this thread writes them: see the declaration */
+      __atomic_store_n (&self->st_buffers, self->st_buffers + 1, __ATOMIC_RELAXED);
+      __atomic_store_n (&self->st_bytes, self->st_bytes + size, __ATOMIC_RELAXED);
       *out = buf;
       return GST_FLOW_OK;
     }
@@ -1474,7 +1486,9 @@ gst_ipc_ring_src_start (GstBaseSrc * bsrc)
   self->have_writer_latency = FALSE;
   self->writer_live = FALSE;
   self->ring_time = GST_CLOCK_TIME_NONE;
-  self->st_buffers = self->st_bytes = self->st_drops = self->st_drop_records = 0;
+  __atomic_store_n (&self->st_buffers, 0, __ATOMIC_RELAXED);
+  __atomic_store_n (&self->st_bytes, 0, __ATOMIC_RELAXED);
+  self->st_drops = self->st_drop_records = 0;
   self->st_late = self->st_time_records = self->st_upstream_events = 0;
   memset (&self->st_info, 0, sizeof self->st_info);
   self->st_have_info = FALSE;
@@ -1585,8 +1599,8 @@ make_stats (GstIpcRingSrc * self)
   if (!self->st_have_info || fill > i->capacity)
     fill = 0;                   /* the writer's index is the writer's word */
   GstStructure *s = gst_structure_new ("GstIpcRingSrcStats",
-      "buffers", G_TYPE_UINT64, self->st_buffers,
-      "bytes", G_TYPE_UINT64, self->st_bytes,
+      "buffers", G_TYPE_UINT64, __atomic_load_n (&self->st_buffers, __ATOMIC_RELAXED),
+      "bytes", G_TYPE_UINT64, __atomic_load_n (&self->st_bytes, __ATOMIC_RELAXED),
       "drops", G_TYPE_UINT64, self->st_drops,
       "drop-records", G_TYPE_UINT64, self->st_drop_records,
       "late", G_TYPE_UINT64, self->st_late,
@@ -1616,10 +1630,10 @@ make_stats (GstIpcRingSrc * self)
 static void
 refresh_info (GstIpcRingSrc * self, gboolean force)
 {
-  gint64 now = g_get_monotonic_time ();
+  guint64 now = coarse_ns ();
   if (!self->holder || (!force && now < self->next_info))
     return;
-  self->next_info = now + INFO_REFRESH_US;
+  self->next_info = now + INFO_REFRESH_NS;
   struct ipcring_info info;
   ipcring_reader_info (ipcring_holder_reader (self->holder), &info);
   GstClockTime ring = ring_duration (self->caps, info.capacity);
