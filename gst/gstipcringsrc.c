@@ -202,6 +202,8 @@ struct _GstIpcRingSrc
   gboolean have_rt_offset;
   gint64 rt_offset;
   GQueue upstream;              /* GBytes to send on the back channel, under lock */
+  gint upstream_queued;         /* atomic: upstream is not empty (set under lock), so
+                                 * that send_upstream() takes no lock per record */
 };
 
 G_DEFINE_TYPE (GstIpcRingSrc, gst_ipc_ring_src, GST_TYPE_PUSH_SRC);
@@ -1104,6 +1106,7 @@ drop_holder (GstIpcRingSrc * self)
   self->holder = NULL;
   g_array_set_size (self->prefetch, 0);
   g_queue_clear_full (&self->upstream, (GDestroyNotify) g_bytes_unref);
+  g_atomic_int_set (&self->upstream_queued, 0);
   g_mutex_unlock (&self->lock);
   if (h) {
     ipcring_holder_detach (h);
@@ -1170,6 +1173,10 @@ writer_lost (GstIpcRingSrc * self, gboolean clean)
 static gboolean
 send_upstream (GstIpcRingSrc * self)
 {
+  /* A queued event sets the flag before it interrupts the reader, and the
+   * streaming thread comes here after every record and interruption. */
+  if (!g_atomic_int_get (&self->upstream_queued))
+    return FALSE;
   g_mutex_lock (&self->lock);
   ipcring_reader *r = self->holder ? ipcring_holder_reader (self->holder) : NULL;
   GBytes *b;
@@ -1192,6 +1199,7 @@ send_upstream (GstIpcRingSrc * self)
     }
   }
   gboolean left = self->upstream.length > 0;
+  g_atomic_int_set (&self->upstream_queued, left);
   g_mutex_unlock (&self->lock);
   return left;
 }
@@ -1258,6 +1266,7 @@ gst_ipc_ring_src_event (GstBaseSrc * bsrc, GstEvent * event)
         g_queue_push_tail (&self->upstream, b);
         while (self->upstream.length > BACK_QUEUE_MAX)
           g_bytes_unref (g_queue_pop_head (&self->upstream));
+        g_atomic_int_set (&self->upstream_queued, 1);
         sent = TRUE;
         /* From the streaming thread (a downstream element reacting to a
          * buffer) send at once; from any other, wake the streaming thread,
