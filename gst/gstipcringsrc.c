@@ -177,6 +177,7 @@ struct _GstIpcRingSrc
   GstEvent *own_stream_start;   /* the carried ones we pushed, to tell them */
   GstEvent *own_segment;        /* apart from GstBaseSrc's in the pad probe */
   gboolean segment_delivered;   /* own_segment went downstream */
+  gint64 segment_delivered_offset;      /* with this running-time offset */
   gboolean restore_segment;     /* GstBaseSrc stored its segment over ours */
   gint resend_segment;          /* a flush-stop took the segment away (atomic: the
                                  * pad probe sets it in the flushing thread) */
@@ -273,8 +274,8 @@ gst_ipc_ring_payload_get_type (void)
 /* ---- Pushing events -------------------------------------------------- */
 
 /* GstBaseSrc sends a stream-start and a segment of its own; the stream's
- * come from the ring, so the probe lets only the events we pushed through,
- * told apart by identity.
+ * come from the ring, so the probe lets only the events we pushed through
+ * (own_event() tells them apart).
  *
  * Every sticky event is stored on the pad before the probe sees it. One the
  * probe drops stays pending and is offered again before every later push
@@ -291,7 +292,38 @@ gst_ipc_ring_payload_get_type (void)
  * segment after the flush (also a seek's) is dropped as always. A flush-stop
  * never runs while create() does (both hold the stream lock); a flush-start
  * can, and then what create() pushes is not delivered, but a flush-stop, and
- * so another resend, comes before data flows again. */
+ * so another resend, comes before data flows again.
+ *
+ * When the application changes the pad's offset (gst_pad_set_offset), the
+ * pad offers its sticky events again with the new offset applied: ours goes
+ * out again then, as it carries another running-time offset than the one
+ * delivered. */
+
+/* Whether event, a stream-start or a segment the probe sees, is own (the
+ * one we pushed, or a copy of it). Without a pad offset the probe sees the
+ * very event pushed. With one, GstPad hands the probe a copy with the offset
+ * applied: a stream-start is copied (its seqnum kept), but a segment is made
+ * anew with a new seqnum, so nothing in the event tells whose it is, and a
+ * seqnum would not anyway (the producer's events carry the seqnums of
+ * another process). What tells: a sticky event goes out only from the pad's
+ * store (gst_pad_push_event stores it first; one still pending goes out from
+ * the store with a later push), all in the streaming thread, so the event of
+ * its type stored on the pad is the one being pushed. The probe runs without
+ * the pad's lock. */
+static gboolean
+own_event (GstPad * pad, GstEvent * event, GstEvent * own)
+{
+  if (!own)
+    return FALSE;
+  if (event == own)
+    return TRUE;
+  GstEvent *stored = gst_pad_get_sticky_event (pad, GST_EVENT_TYPE (event), 0);
+  gboolean ours = stored == own;
+  if (stored)
+    gst_event_unref (stored);
+  return ours;
+}
+
 static GstPadProbeReturn
 filter_events (GstPad * pad, GstPadProbeInfo * info, gpointer user_data)
 {
@@ -302,19 +334,22 @@ filter_events (GstPad * pad, GstPadProbeInfo * info, gpointer user_data)
       g_atomic_int_set (&self->resend_segment, TRUE);
       return GST_PAD_PROBE_OK;
     case GST_EVENT_STREAM_START:
-      if (event == self->own_stream_start)
+      if (own_event (pad, event, self->own_stream_start))
         return GST_PAD_PROBE_OK;
       break;
-    case GST_EVENT_SEGMENT:
-      if (event != self->own_segment) {
+    case GST_EVENT_SEGMENT:{
+      if (!own_event (pad, event, self->own_segment)) {
         GST_DEBUG_OBJECT (self, "dropping the base class's %" GST_PTR_FORMAT, event);
         self->restore_segment = TRUE;
         break;
       }
-      if (self->segment_delivered)
+      gint64 offset = gst_event_get_running_time_offset (event);
+      if (self->segment_delivered && offset == self->segment_delivered_offset)
         break;
       self->segment_delivered = TRUE;
+      self->segment_delivered_offset = offset;
       return GST_PAD_PROBE_OK;
+    }
     default:
       return GST_PAD_PROBE_OK;
   }

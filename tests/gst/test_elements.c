@@ -1990,6 +1990,147 @@ GST_START_TEST (test_src_segment_after_flush)
 
 GST_END_TEST;
 
+/* ---- A pad offset on the src's pad ------------------------------------------ */
+
+/* gst-check fails a test on any GLib warning, from whichever thread; the
+ * pad warnings a test looks for are counted instead and checked at its end. */
+static gboolean
+count_warning (const gchar * domain, GLogLevelFlags level, const gchar * message,
+    gpointer data)
+{
+  (void) domain;
+  (void) level;
+  (void) message;
+  g_atomic_int_inc ((gint *) data);
+  return TRUE;
+}
+
+static GstCheckLogFilter *
+count_pad_warnings (const gchar * regex, gint * counter)
+{
+  GRegex *re = g_regex_new (regex, 0, 0, NULL);
+  fail_unless (re != NULL);
+  return gst_check_add_log_filter ("GStreamer", G_LOG_LEVEL_WARNING, re, count_warning,
+      counter, NULL);
+}
+
+/* With an offset on the src's pad (gst_pad_set_offset, 1 s, set before it
+ * starts) downstream gets stream-start, caps and the stream's segment before
+ * the first buffer, the segment with the offset added to its base as GstPad
+ * adds it (the src pad's own sticky segment stays the stream's), and no "Got
+ * data flow before stream-start/segment event" warning. When the
+ * application changes the offset mid-stream (to 2 s), GstPad offers the
+ * sticky events again and the segment goes out again with the new base
+ * before the next buffer; after a flush the segment goes out again with the
+ * offset too.
+ * Regression test for an element bug: the probe that drops GstBaseSrc's own
+ * stream-start and segment told the element's apart by pointer, but GstPad
+ * applies an offset to a copy (a segment is even made anew), so with an
+ * offset the probe dropped the stream's stream-start and segment as well and
+ * downstream got only caps. */
+GST_START_TEST (test_src_pad_offset)
+{
+  announce ("a pad offset on the src: stream-start, caps, segment (offset) before data");
+  const gchar *dir = test_dir_new ();
+  gchar *ring = g_build_filename (dir, "ring", NULL);
+  gint warnings = 0;
+  GstCheckLogFilter *filter =
+      count_pad_warnings ("Got data flow before (stream-start|segment) event", &warnings);
+  GstBus *bus = gst_bus_new ();
+  OrderLog log;
+  GstHarness *src = gst_harness_new ("ipcringsrc");
+  fail_unless (src != NULL, "no ipcringsrc");
+  g_object_set (src->element, "ring", ring, NULL);
+  gst_element_set_bus (src->element, bus);
+  g_mutex_init (&log.lock);
+  log.text = g_string_new ("");
+  gst_pad_add_probe (src->sinkpad, GST_PAD_PROBE_TYPE_DATA_DOWNSTREAM |
+      GST_PAD_PROBE_TYPE_EVENT_FLUSH, order_log_probe, &log, NULL);
+  GstPad *srcpad = gst_element_get_static_pad (src->element, "src");
+  gst_pad_set_offset (srcpad, GST_SECOND);
+  gst_harness_play (src);
+  GstHarness *sink = sink_harness_new (ring, 1u << 20, NULL);
+  wait_reader_attached (ring, 1);
+
+  GstCaps *test_caps = gst_caps_new_empty_simple ("application/x-test");
+  fail_unless (gst_harness_push_event (sink, gst_event_new_caps (test_caps)));
+  gst_caps_unref (test_caps);
+  GstSegment seg;
+  gst_segment_init (&seg, GST_FORMAT_TIME);
+  seg.start = seg.time = seg.position = 10 * GST_SECOND;
+  seg.base = 3 * GST_SECOND;
+  fail_unless (gst_harness_push_event (sink, gst_event_new_segment (&seg)));
+  for (guint i = 0; i < 3; i++) {
+    if (i == 1)
+      gst_pad_set_offset (srcpad, 2 * GST_SECOND);
+    if (i == 2) {
+      fail_unless (gst_element_send_event (src->element, gst_event_new_flush_start ()));
+      fail_unless (gst_element_send_event (src->element, gst_event_new_flush_stop (TRUE)));
+    }
+    GstBuffer *buf = make_buffer (i, 100, 1, 0);
+    GST_BUFFER_PTS (buf) = (10 + i) * GST_SECOND;
+    fail_unless_equals_int (gst_harness_push (sink, buf), GST_FLOW_OK);
+    GstBuffer *got = pull_buffer (src);
+    fail_unless (got != NULL, "buffer %u did not arrive", i);
+    fail_unless_equals_uint64 (GST_BUFFER_PTS (got), (10 + i) * GST_SECOND);
+    gst_buffer_unref (got);
+  }
+  push_eos_bounded (sink);
+
+  gchar *order = order_log_get (&log);
+  g_print ("    order: %s\n", order);
+  fail_unless_equals_string (order, "stream-start caps:application/x-test segment buffer "
+      "stream-start caps:application/x-test segment buffer "
+      "flush-start flush-stop segment buffer eos");
+  g_free (order);
+
+  /* the segments downstream: the stream's, its base moved by the offset of
+   * the moment */
+  static const guint64 offsets[] = { GST_SECOND, 2 * GST_SECOND, 2 * GST_SECOND };
+  guint n = 0;
+  for (;;) {
+    GstEvent *ev = pull_event (src);
+    fail_unless (ev != NULL, "no EOS within 10 s");
+    if (GST_EVENT_TYPE (ev) == GST_EVENT_EOS) {
+      gst_event_unref (ev);
+      break;
+    }
+    if (GST_EVENT_TYPE (ev) == GST_EVENT_SEGMENT) {
+      fail_unless (n < G_N_ELEMENTS (offsets), "more than %u segments",
+          (guint) G_N_ELEMENTS (offsets));
+      GstSegment want;
+      gst_segment_copy_into (&seg, &want);
+      want.base += offsets[n++];
+      const GstSegment *got;
+      gst_event_parse_segment (ev, &got);
+      check_segment_equal (got, &want);
+      fail_unless_equals_int64 (gst_event_get_running_time_offset (ev), offsets[n - 1]);
+    }
+    gst_event_unref (ev);
+  }
+  fail_unless_equals_int (n, G_N_ELEMENTS (offsets));
+
+  GstEvent *ev = gst_pad_get_sticky_event (srcpad, GST_EVENT_SEGMENT, 0);
+  fail_unless (ev != NULL);
+  const GstSegment *stored;
+  gst_event_parse_segment (ev, &stored);
+  check_segment_equal (stored, &seg);
+  gst_event_unref (ev);
+  gst_object_unref (srcpad);
+
+  fail_unless_equals_int (g_atomic_int_get (&warnings), 0);
+  assert_no_error (bus);
+  gst_harness_teardown (sink);
+  gst_harness_teardown (src);
+  gst_check_remove_log_filter (filter);
+  bus_free (bus);
+  order_log_free (&log);
+  g_free (ring);
+  test_dir_cleanup ();
+}
+
+GST_END_TEST;
+
 static Suite *
 ipcring_elements_suite (void)
 {
@@ -2019,6 +2160,7 @@ ipcring_elements_suite (void)
   tcase_add_test (tc, test_flush_while_blocked);
   tcase_add_test (tc, test_flushing_seek_while_blocked);
   tcase_add_test (tc, test_src_segment_after_flush);
+  tcase_add_test (tc, test_src_pad_offset);
   return s;
 }
 
