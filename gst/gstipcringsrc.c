@@ -66,6 +66,14 @@
 #include <gst/video/video.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
+
+#ifdef __linux__
+#include <poll.h>
+#include <sys/eventfd.h>
+#include <sys/inotify.h>
+#define HAVE_RING_WATCH 1
+#endif
 
 GST_DEBUG_CATEGORY_STATIC (ipcring_src_debug);
 #define GST_CAT_DEFAULT ipcring_src_debug
@@ -82,7 +90,9 @@ GST_DEBUG_CATEGORY_STATIC (ipcring_src_debug);
  * property shows (one system call each time). */
 #define INFO_REFRESH_NS (100 * GST_MSECOND)
 
-/* How often to look for a ring file that does not exist yet. */
+/* How often to look for a ring file that does not exist yet (on Linux a
+ * watch on its directory makes the source look at once when a name appears;
+ * this is the fallback). */
 #define OPEN_RETRY_US (20 * G_TIME_SPAN_MILLISECOND)
 
 /* While downstream holds ring records, a wait for the next record looks
@@ -168,6 +178,16 @@ struct _GstIpcRingSrc
   guint64 open_spin;            /* spin-time at start */
   dev_t ring_dev;               /* the file the reader has open */
   ino_t ring_ino;
+  /* for create()'s wait for the ring file to appear (Linux, see
+   * wait_for_ring): an inotify descriptor, its watch on the ring's directory
+   * while waiting, that directory, and an eventfd unlock() writes to; -1:
+   * none */
+  gint watch_fd;
+  gint watch_wd;
+  gint wake_fd;
+  dev_t watch_dev;
+  ino_t watch_ino;
+  gboolean watch_tried;         /* this wait tried to watch (once, if it failed) */
 
   /* streaming thread only */
   gboolean synced;              /* a stream record was seen (or not needed) */
@@ -1077,6 +1097,151 @@ gst_ipc_ring_src_change_state (GstElement * element, GstStateChange transition)
   return ret;
 }
 
+/* ---- Waiting for the ring file ------------------------------------- */
+
+/* A source started before its producer waits for the ring file. On Linux it
+ * does not poll for it: the streaming thread sleeps in poll() on an inotify
+ * watch on the ring's directory (IN_CREATE: rings are made with O_TMPFILE and
+ * linkat; IN_MOVED_TO and IN_ATTRIB for files renamed or linked into place)
+ * and on an eventfd that unlock() writes to, and tries the open again as soon
+ * as anything happens in the directory (which name it was does not matter:
+ * an open that finds nothing costs less than telling names apart). No thread
+ * of its own.
+ *
+ * unlock() sets flushing under the lock and then writes to the eventfd, and
+ * the waiter looks at flushing under the lock before each poll(): an
+ * unlock() that comes before the poll() is seen there, one that comes during
+ * it wakes it at once. flushing is the truth, the eventfd only wakes: the
+ * waiter empties it after each wake, and unlock_stop() too.
+ *
+ * The retry timer stays as the bound of every sleep and as the fallback: the
+ * poll() lasts OPEN_RETRY_US at most, and without a watch (no inotify, out of
+ * inotify instances or watches) the wait is the timed wait on cond it always
+ * was. A directory that is replaced while the source waits is watched again
+ * at the next look (its device and inode are compared each time).
+ *
+ * Nothing is watched while streaming: the watch is removed when the wait
+ * ends (attached, flushing or an error), which is cheap. The descriptors
+ * stay for the next wait of the run and stop() closes them: closing an
+ * inotify descriptor waits until the kernel has freed its watches (a grace
+ * period, 8 to 16 ms measured here, unless that was done long before), which
+ * the first buffer must not wait for. */
+
+#ifdef HAVE_RING_WATCH
+/* Read a non-blocking descriptor empty. */
+static void
+drain_fd (int fd)
+{
+  guint8 buf[4096] __attribute__ ((aligned (__alignof__ (struct inotify_event))));
+  while (read (fd, buf, sizeof buf) > 0) {
+  }
+}
+
+/* Under self->lock. */
+static void
+unwatch_ring_dir (GstIpcRingSrc * self)
+{
+  if (self->watch_wd >= 0)
+    inotify_rm_watch (self->watch_fd, self->watch_wd);
+  self->watch_wd = -1;
+}
+
+/* Under self->lock: watch dir (st, already looked at) for new names. FALSE:
+ * no watch, the timer alone. */
+static gboolean
+watch_ring_dir (GstIpcRingSrc * self, const gchar * dir, const GStatBuf * st)
+{
+  unwatch_ring_dir (self);
+  if (self->watch_fd < 0) {
+    int in = inotify_init1 (IN_NONBLOCK | IN_CLOEXEC);
+    if (in < 0) {
+      GST_INFO_OBJECT (self, "no inotify (%s): looking for ring %s every %d ms",
+          g_strerror (errno), self->path, (int) (OPEN_RETRY_US / 1000));
+      return FALSE;
+    }
+    int ev = eventfd (0, EFD_NONBLOCK | EFD_CLOEXEC);
+    if (ev < 0) {
+      GST_INFO_OBJECT (self, "no eventfd (%s): looking for ring %s every %d ms",
+          g_strerror (errno), self->path, (int) (OPEN_RETRY_US / 1000));
+      close (in);
+      return FALSE;
+    }
+    self->watch_fd = in;
+    self->wake_fd = ev;
+  }
+  int wd = inotify_add_watch (self->watch_fd, dir,
+      IN_CREATE | IN_MOVED_TO | IN_ATTRIB | IN_ONLYDIR);
+  if (wd < 0) {
+    GST_INFO_OBJECT (self, "cannot watch %s (%s): looking for ring %s every %d ms", dir,
+        g_strerror (errno), self->path, (int) (OPEN_RETRY_US / 1000));
+    return FALSE;
+  }
+  self->watch_wd = wd;
+  self->watch_dev = st->st_dev;
+  self->watch_ino = st->st_ino;
+  GST_DEBUG_OBJECT (self, "watching %s for ring %s", dir, self->path);
+  return TRUE;
+}
+#endif
+
+/* Under self->lock, which it leaves and takes again: wait until something
+ * may have changed for the ring file in dir (st), unlock() or OPEN_RETRY_US,
+ * whichever comes first. The caller looks at flushing and opens again. */
+static void
+wait_for_ring (GstIpcRingSrc * self, const gchar * dir, const GStatBuf * st)
+{
+#ifdef HAVE_RING_WATCH
+  if (!self->watch_tried || (self->watch_wd >= 0 && (st->st_dev != self->watch_dev
+              || st->st_ino != self->watch_ino))) {
+    /* The first look, or a directory that was replaced: once a watch is in
+     * place, look again at once, for a ring made before it was. */
+    self->watch_tried = TRUE;
+    if (watch_ring_dir (self, dir, st))
+      return;
+  }
+  if (self->watch_wd >= 0) {
+    struct pollfd fds[2] = {
+      {self->watch_fd, POLLIN, 0},
+      {self->wake_fd, POLLIN, 0},
+    };
+    g_mutex_unlock (&self->lock);
+    /* Only this thread closes the descriptors (or stop(), after it). */
+    int n = poll (fds, 2, (int) (OPEN_RETRY_US / 1000));
+    if (n > 0 && fds[0].revents)
+      drain_fd (fds[0].fd);
+    if (n > 0 && fds[1].revents)
+      drain_fd (fds[1].fd);
+    g_mutex_lock (&self->lock);
+    return;
+  }
+#endif
+  g_cond_wait_until (&self->cond, &self->lock, g_get_monotonic_time () + OPEN_RETRY_US);
+}
+
+/* Under self->lock: the wait is over (for now). */
+static void
+end_wait_for_ring (GstIpcRingSrc * self)
+{
+#ifdef HAVE_RING_WATCH
+  unwatch_ring_dir (self);
+  self->watch_tried = FALSE;
+#endif
+}
+
+/* Under self->lock: at stop. */
+static void
+close_wait_for_ring (GstIpcRingSrc * self)
+{
+  end_wait_for_ring (self);
+#ifdef HAVE_RING_WATCH
+  if (self->watch_fd >= 0)
+    close (self->watch_fd);
+  if (self->wake_fd >= 0)
+    close (self->wake_fd);
+  self->watch_fd = self->wake_fd = -1;
+#endif
+}
+
 /* Open the ring, waiting for it to appear. Called in create(). */
 static GstFlowReturn
 ensure_reader (GstIpcRingSrc * self)
@@ -1103,17 +1268,21 @@ ensure_reader (GstIpcRingSrc * self)
     }
     if (rc == -ENOENT && self->open_fd < 0) {
       gchar *dir = g_path_get_dirname (self->path);
-      gboolean dir_ok = g_file_test (dir, G_FILE_TEST_IS_DIR);
-      g_free (dir);
+      GStatBuf st;
+      gboolean dir_ok = g_stat (dir, &st) == 0 && S_ISDIR (st.st_mode);
       if (dir_ok) {
         GST_LOG_OBJECT (self, "waiting for ring %s to appear", self->path);
-        g_cond_wait_until (&self->cond, &self->lock, g_get_monotonic_time () + OPEN_RETRY_US);
+        wait_for_ring (self, dir, &st);
+        g_free (dir);
         continue;
       }
+      g_free (dir);
     }
+    end_wait_for_ring (self);
     g_mutex_unlock (&self->lock);
     return open_error (self, self->path, rc);
   }
+  end_wait_for_ring (self);
   g_mutex_unlock (&self->lock);
   return ret;
 }
@@ -1554,6 +1723,9 @@ gst_ipc_ring_src_stop (GstBaseSrc * bsrc)
 {
   GstIpcRingSrc *self = GST_IPC_RING_SRC (bsrc);
   drop_holder (self);
+  g_mutex_lock (&self->lock);
+  close_wait_for_ring (self);
+  g_mutex_unlock (&self->lock);
   g_atomic_pointer_set (&self->stream_thread, NULL);
   self->zero_copy = FALSE;
   gst_caps_replace (&self->caps, NULL);
@@ -1569,6 +1741,13 @@ gst_ipc_ring_src_unlock (GstBaseSrc * bsrc)
   self->flushing = TRUE;
   if (self->holder)
     ipcring_reader_interrupt (ipcring_holder_reader (self->holder));
+#ifdef HAVE_RING_WATCH
+  if (self->wake_fd >= 0) {
+    guint64 one = 1;
+    if (write (self->wake_fd, &one, sizeof one) < 0)
+      GST_DEBUG_OBJECT (self, "waking the wait for the ring: %s", g_strerror (errno));
+  }
+#endif
   g_cond_broadcast (&self->cond);
   g_mutex_unlock (&self->lock);
   return TRUE;
@@ -1582,6 +1761,10 @@ gst_ipc_ring_src_unlock_stop (GstBaseSrc * bsrc)
   self->flushing = FALSE;
   if (self->holder)
     ipcring_reader_clear_interrupt (ipcring_holder_reader (self->holder));
+#ifdef HAVE_RING_WATCH
+  if (self->wake_fd >= 0)
+    drain_fd (self->wake_fd);
+#endif
   g_mutex_unlock (&self->lock);
   return TRUE;
 }
@@ -1801,6 +1984,7 @@ gst_ipc_ring_src_finalize (GObject * object)
 {
   GstIpcRingSrc *self = GST_IPC_RING_SRC (object);
   drop_holder (self);           /* stop() did, unless it never ran */
+  close_wait_for_ring (self);
   g_free (self->ring);
   g_free (self->path);
   g_free (self->stream_id);
@@ -1821,6 +2005,7 @@ gst_ipc_ring_src_init (GstIpcRingSrc * self)
   self->ring = g_strdup (DEFAULT_RING);
   self->fd = DEFAULT_FD;
   self->open_fd = -1;
+  self->watch_fd = self->watch_wd = self->wake_fd = -1;
   self->spin_time = DEFAULT_SPIN_TIME;
   self->on_writer_lost = DEFAULT_ON_WRITER_LOST;
   self->payload = DEFAULT_PAYLOAD;

@@ -2131,6 +2131,186 @@ GST_START_TEST (test_src_pad_offset)
 
 GST_END_TEST;
 
+/* ---- Waiting for the ring on a watch of its directory ---------------------------- */
+
+#include <sys/inotify.h>
+
+/* The inotify descriptors of this process with a watch on the directory dir
+ * (from /proc/self/fdinfo, "inotify wd:N ino:<hex> ... mask:<hex>"): how
+ * many, and in *mask the events the last one asks for. */
+static guint
+inotify_watches_on (const gchar * dir, guint * mask)
+{
+  struct stat st;
+  fail_unless (stat (dir, &st) == 0, "cannot stat %s: %s", dir, g_strerror (errno));
+  GDir *d = g_dir_open ("/proc/self/fd", 0, NULL);
+  fail_unless (d != NULL, "cannot list /proc/self/fd");
+  guint n = 0;
+  const gchar *name;
+  while ((name = g_dir_read_name (d)) != NULL) {
+    gchar *link = g_build_filename ("/proc/self/fd", name, NULL);
+    gchar *target = g_file_read_link (link, NULL);
+    g_free (link);
+    if (target && strcmp (target, "anon_inode:inotify") == 0) {
+      gchar *path = g_build_filename ("/proc/self/fdinfo", name, NULL);
+      gchar *info = NULL;
+      if (g_file_get_contents (path, &info, NULL, NULL)) {
+        for (const gchar * w = strstr (info, "inotify wd:"); w; w = strstr (w + 1,
+                "inotify wd:")) {
+          const gchar *ino = strstr (w, " ino:"), *m = strstr (w, " mask:");
+          guint64 i = 0;
+          guint bits = 0;
+          if (ino && m && sscanf (ino, " ino:%" G_GINT64_MODIFIER "x", &i) == 1
+              && sscanf (m, " mask:%x", &bits) == 1 && i == (guint64) st.st_ino) {
+            n++;
+            *mask = bits;
+          }
+        }
+      }
+      g_free (info);
+      g_free (path);
+    }
+    g_free (target);
+  }
+  g_dir_close (d);
+  return n;
+}
+
+/* Wait (at most 5 s) until exactly want watches are on dir. */
+static void
+wait_watches_on (const gchar * dir, guint want, guint * mask)
+{
+  gint64 end = g_get_monotonic_time () + 5 * G_USEC_PER_SEC;
+  guint n;
+  while ((n = inotify_watches_on (dir, mask)) != want) {
+    fail_unless (g_get_monotonic_time () < end, "%u inotify watches on %s after 5 s, "
+        "expected %u", n, dir, want);
+    g_usleep (500);
+  }
+}
+
+/* One source started before its producer, on ring in dir: while it waits
+ * it watches the ring's directory for new names (IN_CREATE, which making a
+ * ring with O_TMPFILE and linkat gives, and IN_MOVED_TO); it gets the whole
+ * stream once the producer comes; the watch goes once it attached. */
+static void
+src_first_round (const gchar * dir, const gchar * ring)
+{
+  guint mask = 0;
+  fail_unless_equals_int (inotify_watches_on (dir, &mask), 0);
+  OrderLog log;
+  GstHarness *src = src_harness_new (ring, NULL, &log);
+  wait_watches_on (dir, 1, &mask);
+  fail_unless ((mask & (IN_CREATE | IN_MOVED_TO)) == (IN_CREATE | IN_MOVED_TO),
+      "the watch on the ring's directory asks for 0x%x", mask);
+
+  GstHarness *sink = sink_harness_new (ring, 1u << 20, NULL);
+  gst_harness_set_src_caps_str (sink, "application/x-test");
+  for (guint i = 0; i < 2; i++) {
+    GstBuffer *buf = make_buffer (i, 100, 1, 0);
+    GST_BUFFER_PTS (buf) = i * GST_SECOND;
+    fail_unless_equals_int (gst_harness_push (sink, buf), GST_FLOW_OK);
+    GstBuffer *got = pull_buffer (src);
+    fail_unless (got != NULL, "buffer %u did not arrive", i);
+    fail_unless_equals_uint64 (GST_BUFFER_PTS (got), i * GST_SECOND);
+    gst_buffer_unref (got);
+  }
+  /* attached: nothing is watched while streaming */
+  fail_unless_equals_int (inotify_watches_on (dir, &mask), 0);
+  push_eos_bounded (sink);
+  GstEvent *eos = pull_event_of_type_any_until_eos (src);
+  gst_event_unref (eos);
+  gchar *order = order_log_get (&log);
+  fail_unless_equals_string (order,
+      "stream-start caps:application/x-test segment buffer buffer eos");
+  g_free (order);
+  gst_harness_teardown (sink);
+  gst_harness_teardown (src);
+  order_log_free (&log);
+  fail_unless_equals_int (inotify_watches_on (dir, &mask), 0);
+}
+
+/* A source started before its producer waits for the ring on an inotify
+ * watch of the ring's directory (so it opens the ring as soon as the ring
+ * appears, not at its next look every 20 ms, which stays as the fallback)
+ * and gets the whole stream; the watch is removed once it attached, and
+ * after stop the process has exactly the descriptors it had before (a
+ * first round makes GStreamer's own lasting ones). */
+GST_START_TEST (test_src_waits_on_ring_directory)
+{
+  announce ("src started first: waits on a watch of the ring's directory, gets the stream");
+  const gchar *dir = test_dir_new ();
+  gchar *ring = g_build_filename (dir, "ring", NULL);
+  src_first_round (dir, ring);
+  guint fds = count_fds ();
+  src_first_round (dir, ring);
+  fail_unless_equals_int (count_fds (), fds);
+  fail_unless_equals_int (dir_entries (dir), 0);
+  g_free (ring);
+  test_dir_cleanup ();
+}
+
+GST_END_TEST;
+
+/* A source waiting on the watch of its ring's directory: a flush-start
+ * wakes it and its streaming task pauses, removing the watch; after the
+ * flush-stop it waits on a watch again and gets the stream when the
+ * producer comes. A state change to NULL while it waits returns (the
+ * elapsed times are printed) and leaves no descriptor open. */
+GST_START_TEST (test_src_unlock_while_waiting_on_watch)
+{
+  announce ("src waiting on a watch: flush and stop wake it, nothing left open");
+  const gchar *dir = test_dir_new ();
+  gchar *ring = g_build_filename (dir, "ring", NULL);
+  guint mask = 0;
+
+  /* flush while waiting */
+  OrderLog log;
+  GstHarness *src = src_harness_new (ring, NULL, &log);
+  wait_watches_on (dir, 1, &mask);
+  gint64 t0 = g_get_monotonic_time ();
+  fail_unless (gst_element_send_event (src->element, gst_event_new_flush_start ()));
+  wait_task_paused (src->element);
+  gint64 flush_us = g_get_monotonic_time () - t0;
+  fail_unless_equals_int (inotify_watches_on (dir, &mask), 0);
+  fail_unless (gst_element_send_event (src->element, gst_event_new_flush_stop (TRUE)));
+  wait_watches_on (dir, 1, &mask);
+  GstHarness *sink = sink_harness_new (ring, 1u << 20, NULL);
+  gst_harness_set_src_caps_str (sink, "application/x-test");
+  GstBuffer *buf = make_buffer (0, 100, 1, 0);
+  GST_BUFFER_PTS (buf) = 0;
+  fail_unless_equals_int (gst_harness_push (sink, buf), GST_FLOW_OK);
+  GstBuffer *got = pull_buffer (src);
+  fail_unless (got != NULL, "no buffer after the flush");
+  gst_buffer_unref (got);
+  gchar *order = order_log_get (&log);
+  fail_unless_equals_string (order, "stream-start caps:application/x-test segment buffer");
+  g_free (order);
+  gst_harness_teardown (sink);
+  gst_harness_teardown (src);
+  order_log_free (&log);
+  fail_unless_equals_int (dir_entries (dir), 0);
+
+  /* stop while waiting */
+  guint fds = count_fds ();
+  src = src_harness_new (ring, NULL, NULL);
+  wait_watches_on (dir, 1, &mask);
+  t0 = g_get_monotonic_time ();
+  fail_unless_equals_int (gst_element_set_state (src->element, GST_STATE_NULL),
+      GST_STATE_CHANGE_SUCCESS);
+  gint64 stop_us = g_get_monotonic_time () - t0;
+  fail_unless_equals_int (inotify_watches_on (dir, &mask), 0);
+  gst_harness_teardown (src);
+  fail_unless_equals_int (count_fds (), fds);
+  g_print ("    flush-start to paused task %.2f ms, PLAYING -> NULL %.2f ms\n",
+      flush_us / 1000.0, stop_us / 1000.0);
+  fail_unless_equals_int (dir_entries (dir), 0);
+  g_free (ring);
+  test_dir_cleanup ();
+}
+
+GST_END_TEST;
+
 static Suite *
 ipcring_elements_suite (void)
 {
@@ -2161,6 +2341,8 @@ ipcring_elements_suite (void)
   tcase_add_test (tc, test_flushing_seek_while_blocked);
   tcase_add_test (tc, test_src_segment_after_flush);
   tcase_add_test (tc, test_src_pad_offset);
+  tcase_add_test (tc, test_src_waits_on_ring_directory);
+  tcase_add_test (tc, test_src_unlock_while_waiting_on_watch);
   return s;
 }
 
