@@ -279,6 +279,12 @@ handle_ring_error (GstIpcRingSink * self, int rc, gsize len)
           ("Ring %s is corrupt: its reader wrote inconsistent values.", self->path),
           (NULL));
       return GST_FLOW_ERROR;
+    case -ENOSPC:
+      /* the ring's pages are reserved as the writer first reaches them */
+      GST_ELEMENT_ERROR (self, RESOURCE, NO_SPACE_LEFT,
+          ("No space left for ring %s: its file system (usually /dev/shm) is full. Free "
+              "space there or use a smaller capacity.", self->path), (NULL));
+      return GST_FLOW_ERROR;
     default:
       GST_ELEMENT_ERROR (self, RESOURCE, WRITE,
           ("Could not write to ring %s: %s.", self->path, ipcring_strerror (rc)),

@@ -46,6 +46,8 @@
 #define HOT_MIN_CAP ((uint64_t)16 << 20)
 #define HOT_WINDOW ((uint64_t)4 << 20)
 #define HOT_CHECK_EVERY ((uint64_t)1 << 20)
+/* A new ring file's pages are reserved in steps of this (writer_reserve_to()). */
+#define RESERVE_STEP HOT_WINDOW
 /* Pause instructions before each poll while spinning (about 1 us). */
 #define SPIN_PAUSES 32
 /* Longest single sleep: peer liveness is checked after each, so a dead peer
@@ -125,6 +127,7 @@ struct ipcring_writer {
   uint64_t cidx;        /* end of the last claim or reservation (>= widx) */
   uint64_t cached_r;    /* last read index seen, checked */
   uint64_t hot_checked; /* cidx when the hot window last looked at the reader */
+  uint64_t reserved_to; /* data bytes from offset 0 whose pages are reserved */
   uint64_t reserved;    /* bytes of the open reservation, 0 if none */
   size_t reserved_len;
   uint64_t reserved_claim; /* the reservation is claim at this position (+1), 0 if not */
@@ -514,6 +517,22 @@ static int reserve_pages(int fd, uint64_t size)
 #endif
 }
 
+/* The pages of [off, off + len) of a file already at its full size. The
+ * size never changes (FALLOC_FL_KEEP_SIZE): a file a peer truncated stays
+ * truncated, and faults go on reaching the SIGBUS guard. A file system that
+ * cannot reserve (EOPNOTSUPP) is left as it is, as above. */
+static int reserve_range(int fd, uint64_t off, uint64_t len)
+{
+#ifdef __linux__
+  if (fallocate(fd, FALLOC_FL_KEEP_SIZE, (off_t)off, (off_t)len) == 0)
+    return 0;
+  return errno == EOPNOTSUPP || errno == EINVAL || errno == ENOSYS ? 0 : -errno;
+#else
+  (void)fd, (void)off, (void)len;
+  return 0;
+#endif
+}
+
 /* ---- Writer ------------------------------------------------------------ */
 
 static int writer_poll_space(void *self);
@@ -535,10 +554,20 @@ static struct ipcring_writer *writer_new(void)
 static int writer_init_fresh(struct ipcring_writer *w, uint64_t cap, int resize)
 {
   int rc;
-  if (resize && ftruncate(w->s.fd, 0) != 0)
-    return -errno;
-  if ((rc = reserve_pages(w->s.fd, IPCRING_HEADER_SIZE + cap)) != 0)
-    return rc;
+  if (resize) {
+    /* Sized now, its pages reserved as the writer first reaches them
+     * (writer_reserve_to()): the first RESERVE_STEP here. Reserving all of
+     * a 64 MiB ring up front took 16-20 ms. */
+    if (ftruncate(w->s.fd, 0) != 0 || ftruncate(w->s.fd, (off_t)(IPCRING_HEADER_SIZE + cap)) != 0)
+      return -errno;
+    w->reserved_to = cap < RESERVE_STEP ? cap : RESERVE_STEP;
+    if ((rc = reserve_range(w->s.fd, 0, IPCRING_HEADER_SIZE + w->reserved_to)) != 0)
+      return rc;
+  } else {
+    if ((rc = reserve_pages(w->s.fd, IPCRING_HEADER_SIZE + cap)) != 0)
+      return rc;
+    w->reserved_to = cap;
+  }
   if ((rc = side_map(&w->s, w->s.fd, cap)) != 0)
     return rc;
   struct ipcring_shared *sh = w->s.sh;
@@ -577,6 +606,7 @@ static int writer_adopt(struct ipcring_writer *w, uint64_t cap)
   int rc = reserve_pages(w->s.fd, IPCRING_HEADER_SIZE + cap);
   if (rc != 0)
     return rc;
+  w->reserved_to = cap;
   if ((rc = side_map(&w->s, w->s.fd, cap)) != 0)
     return rc;
   struct ipcring_shared *sh = w->s.sh;
@@ -920,6 +950,7 @@ int ipcring_writer_attach_mem(void *mem, size_t size, ipcring_writer **out)
   w->s.cap = h.capacity;
   w->s.mask = h.capacity - 1;
   w->s.map_size = 0; /* the caller's memory: never unmapped */
+  w->reserved_to = h.capacity; /* and all there: no pages to reserve */
   uint64_t widx = ipcring_load_acquire_u64(&w->s.sh->write_index);
   uint64_t ridx = ipcring_load_acquire_u64(&w->s.sh->read_index);
   if (!indices_ok(ridx, widx, w->s.cap)) {
@@ -1018,6 +1049,25 @@ static inline void write_header(struct ipcring_writer *w, uint64_t idx, uint32_t
   ipcring_store_once_u64(w->s.data + (idx & w->s.mask), v);
 }
 
+/* Reserve the data area's pages up to offset end (and a step beyond) if the
+ * writer has not been there yet: one system call per RESERVE_STEP on the
+ * first lap, none after. A full /dev/shm is -ENOSPC from the call that
+ * needed the room (nothing written, the ring unharmed), never SIGBUS. */
+static int writer_reserve_to(struct ipcring_writer *w, uint64_t end)
+{
+  if (end <= w->reserved_to)
+    return 0;
+  uint64_t to = end - w->reserved_to < RESERVE_STEP ? w->reserved_to + RESERVE_STEP : end;
+  to = (to + 4095) & ~(uint64_t)4095;
+  if (to > w->s.cap)
+    to = w->s.cap;
+  int rc = reserve_range(w->s.fd, IPCRING_HEADER_SIZE + w->reserved_to, to - w->reserved_to);
+  if (rc != 0)
+    return rc;
+  w->reserved_to = to;
+  return 0;
+}
+
 /* Find room for a record of len payload bytes after the last claim, waiting
  * for the reader if it must. On success *start is where the room begins and
  * *pos the record header; if they differ, a padding record at *start fills
@@ -1033,6 +1083,7 @@ static int writer_make_room(struct ipcring_writer *w, size_t len, int64_t timeou
     return -EMSGSIZE;
   uint64_t need = ipcring_record_size(len);
   uint64_t off = w->cidx & w->s.mask;
+  int rc;
   if (off >= HOT_WINDOW && w->s.cap >= HOT_MIN_CAP && !w->ccount) {
     /* Room for padding to the end and the record at offset 0 means the
      * reader has passed the start of this lap: go back there. */
@@ -1047,6 +1098,8 @@ static int writer_make_room(struct ipcring_writer *w, size_t len, int64_t timeou
       w->cached_r = r;
       room = w->cidx + wrap - r <= w->s.cap;
     }
+    if (room && (rc = writer_reserve_to(w, off + IPCRING_RECORD_HEADER)) != 0)
+      return rc;
     if (room) {
       write_header(w, w->cidx, IPCRING_PAD_LEN, 0);
       w->widx = w->cidx = w->cidx + (w->s.cap - off);
@@ -1055,11 +1108,12 @@ static int writer_make_room(struct ipcring_writer *w, size_t len, int64_t timeou
     }
   }
   uint64_t pad = off + need > w->s.cap ? w->s.cap - off : 0;
-  int rc;
   if (pad && !w->ccount) {
     /* Nothing else in flight: publish the padding on its own as soon as it
      * fits, so that a record of up to a whole ring can follow it. */
     if (w->cidx + pad - w->cached_r > w->s.cap && (rc = writer_wait_space(w, pad, timeout_ns)) != 0)
+      return rc;
+    if ((rc = writer_reserve_to(w, off + IPCRING_RECORD_HEADER)) != 0)
       return rc;
     write_header(w, w->cidx, IPCRING_PAD_LEN, 0);
     w->widx = w->cidx = w->cidx + pad;
@@ -1075,6 +1129,10 @@ static int writer_make_room(struct ipcring_writer *w, size_t len, int64_t timeou
     if ((rc = writer_wait_space(w, pad + need, timeout_ns)) != 0)
       return rc;
   }
+  if (pad && (rc = writer_reserve_to(w, off + IPCRING_RECORD_HEADER)) != 0)
+    return rc;
+  if ((rc = writer_reserve_to(w, ((w->cidx + pad) & w->s.mask) + need)) != 0)
+    return rc;
   if (pad)
     write_header(w, w->cidx, IPCRING_PAD_LEN, 0);
   *start = w->cidx;

@@ -124,8 +124,9 @@ const char *ipcring_strerror(int err);
 
 /* Create the ring file at path with the given capacity (0 picks
  * IPCRING_CAPACITY_DEFAULT) and file mode (0 picks 0600). The file appears
- * atomically, fully initialised, with its pages reserved (a full /dev/shm
- * is -ENOSPC here, never SIGBUS later). If the path exists and
+ * atomically, fully initialised, with the pages of its header and first
+ * 4 MiB reserved; the rest are reserved as the writer first reaches them (a
+ * full /dev/shm is -ENOSPC from that call, never SIGBUS). If the path exists and
  * is a ring whose writer has died, the new writer takes it over: with the same
  * capacity it continues at the old write index (an attached reader goes on
  * reading); otherwise, if no reader is attached, the file is replaced, and if

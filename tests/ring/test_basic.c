@@ -1460,6 +1460,60 @@ static void test_unlink(void)
   pair_close(&p);
 }
 
+/* A new ring file has the pages of its header and first 4 MiB reserved, and
+ * the rest are reserved as the writer first reaches them (reserving all of a
+ * 64 MiB ring at create took 16-20 ms): the file is sparse after create, its
+ * allocation follows the writer, and every record written across the new
+ * pages reads back intact. Needs a file system that keeps files sparse (tmpfs
+ * in /dev/shm, where the tests run when it is there). */
+static void test_pages_reserved_as_reached(void)
+{
+  const uint64_t cap = (uint64_t)16 << 20, step = (uint64_t)4 << 20, hdr = IPCRING_DATA_OFFSET;
+  struct stat st;
+  /* does this file system keep a truncated file sparse at all? */
+  char *scratch = tu_path("sparse");
+  int fd = open(scratch, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+  CHECK(fd >= 0 && ftruncate(fd, (off_t)cap) == 0 && fstat(fd, &st) == 0, "scratch file: %s",
+        strerror(errno));
+  close(fd);
+  unlink(scratch);
+  free(scratch);
+  if ((uint64_t)st.st_blocks * 512 >= cap) {
+    printf("  (the file system of %s does not keep files sparse: not checked)\n", tu_tmpdir());
+    return;
+  }
+  struct pair p;
+  pair_open(&p, "lazy", cap);
+  CHECK(stat(p.path, &st) == 0, "stat: %s", strerror(errno));
+  CHECK((uint64_t)st.st_size == hdr + cap, "size %lld", (long long)st.st_size);
+  uint64_t alloc0 = (uint64_t)st.st_blocks * 512;
+  CHECK(alloc0 >= hdr + step && alloc0 <= hdr + step + 65536,
+        "after create %llu bytes allocated, want the header and the first %llu",
+        (unsigned long long)alloc0, (unsigned long long)step);
+  /* 12 MiB of 1 KiB records: the reader reads none of them yet */
+  enum { LEN = 1024 - 8 };
+  uint8_t buf[LEN];
+  const int n = (int)(((uint64_t)12 << 20) / ipcring_record_size(LEN));
+  for (int i = 0; i < n; i++) {
+    fill(buf, LEN, (uint32_t)i);
+    CHECK_RC(ipcring_writer_push(p.w, buf, LEN, tag_for(i), 0), 0);
+  }
+  CHECK(stat(p.path, &st) == 0, "stat: %s", strerror(errno));
+  uint64_t alloc1 = (uint64_t)st.st_blocks * 512;
+  uint64_t written = (uint64_t)n * ipcring_record_size(LEN);
+  CHECK(alloc1 >= hdr + written && alloc1 <= hdr + written + step + 65536,
+        "after writing %llu bytes, %llu allocated: want at least that much and at most a step more",
+        (unsigned long long)written, (unsigned long long)alloc1);
+  size_t len;
+  uint32_t tag;
+  for (int i = 0; i < n; i++) {
+    CHECK_RC(ipcring_reader_pop(p.r, buf, sizeof buf, &len, &tag, 0), LEN);
+    CHECK(tag == tag_for(i), "record %d: tag %#x", i, tag);
+    check_fill(buf, LEN, (uint32_t)i, "record across the newly reserved pages");
+  }
+  pair_close(&p);
+}
+
 /* ipcring_strerror() has a non-empty text for every code the API returns. */
 static void test_strerror(void)
 {
@@ -1698,6 +1752,7 @@ int main(void)
   RUN(test_takeover);
   RUN(test_create_open_validation);
   RUN(test_unlink);
+  RUN(test_pages_reserved_as_reached);
   RUN(test_strerror);
   RUN(test_wait_reader);
   RUN(test_huge_timeout_and_null_empty_payloads);
