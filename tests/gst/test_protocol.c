@@ -166,6 +166,15 @@ GST_START_TEST (test_value_types_outside_the_whitelist)
       "stream-start, stream-id=(string)a, flags=(uint)0, c=(GstCaps)\"video/x-raw\";",
       "type the reader does not accept");
 
+  /* Bug 9 (fuzz_protocol, 10M run): an empty (buffer) value made GStreamer
+   * 1.22 unmap a buffer it had already freed (a critical, then an abort in
+   * the fuzzer), both when the value was checked on its own and when the
+   * whole string was parsed. */
+  assert_event_refused (GST_EVENT_CUSTOM_DOWNSTREAM, "ect-o, z=(buffer)\"\";", "empty buffer");
+  assert_event_refused (GST_EVENT_PROTECTION,
+      "protection, system-id=(string)abc, data=(buffer)\"\";", "empty buffer");
+  assert_caps_refused ("video/x-h264, codec_data=(buffer)\"\"", "empty buffer");
+
   /* The protection data still travels, exactly. */
   GstBuffer *data = gst_buffer_new_memdup ("\x00\x01\xfe\xff", 4);
   GstEvent *ev = gst_event_new_protection ("9a04f079-9840-4286-ab92-e65be0885f95", data, "x");
