@@ -1428,7 +1428,10 @@ to_producer_time (GstIpcRingSrc * self, GstEvent * event)
     GstClockTimeDiff diff;
     GstClockTime ts;
     gst_event_parse_qos (event, &type, &prop, &diff, &ts);
-    if (GST_CLOCK_TIME_IS_VALID (ts) && (gint64) ts + off >= 0) {
+    /* gst_event_new_qos() asserts diff >= 0 || -diff <= timestamp: a QoS
+     * event that would break it after the move is sent as it is. */
+    if (GST_CLOCK_TIME_IS_VALID (ts) && (gint64) ts + off >= 0
+        && (diff >= 0 || (diff != G_MININT64 && -diff <= (gint64) ts + off))) {
       GstEvent *copy = gst_event_new_qos (type, prop, diff, (GstClockTime) ((gint64) ts + off));
       gst_event_set_seqnum (copy, gst_event_get_seqnum (event));
       return copy;

@@ -970,8 +970,23 @@ structure_to_event (GstEventType type, GstStructure * s, const gchar ** why)
       GstBuffer *data = NULL;
       if (!system_id || !gst_structure_get (s, "data", GST_TYPE_BUFFER, &data, NULL))
         break;
-      ev = gst_event_new_protection (system_id, data, origin);
+      /* GStreamer names the event's structure after the origin and the
+       * system id, a name it interns: charged to the budget like the
+       * parser's names (and refunded if no GQuark was made after all). */
+      gchar *name = origin ? g_strconcat ("GstProtectionEvent-", origin, "-", system_id, NULL)
+          : g_strconcat ("GstProtectionEvent-", system_id, NULL);
+      Check pc;
+      check_init (&pc, TRUE);
+      gboolean named = charge_name (&pc, name, strlen (name));
+      if (named)
+        ev = gst_event_new_protection (system_id, data, origin);
+      check_finish (&pc);
+      g_free (name);
       gst_buffer_unref (data);
+      if (!named) {
+        *why = pc.why;
+        return NULL;
+      }
       break;
     }
     case GST_EVENT_CUSTOM_DOWNSTREAM:
@@ -1194,8 +1209,11 @@ structure_to_upstream_event (GstEventType type, const GstStructure * s, const gc
         *why = "qos event without its fields";
         return NULL;
       }
+      /* gst_event_new_qos() asserts a late buffer's lateness is within its
+       * timestamp (diff >= 0 || -diff <= timestamp). */
       if (t > GST_QOS_TYPE_THROTTLE || !isfinite (proportion) || proportion < 0.0
-          || !GST_CLOCK_TIME_IS_VALID (ts)) {
+          || !GST_CLOCK_TIME_IS_VALID (ts) || (diff < 0 && (diff == G_MININT64
+                  || (guint64) - diff > ts))) {
         *why = "qos event with invalid values";
         return NULL;
       }

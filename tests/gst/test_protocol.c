@@ -458,6 +458,49 @@ GST_START_TEST (test_valid_events_still_decode)
 
 GST_END_TEST;
 
+/* An upstream (UEVT) record with this structure string. */
+static GstEvent *
+decode_upstream_string (GstEventType type, const gchar * str, const gchar ** why)
+{
+  gsize len = strlen (str);
+  IpcRingWireEvent hdr = { (uint32_t) type, 0 };
+  guint8 *buf = g_malloc (sizeof hdr + len);
+  memcpy (buf, &hdr, sizeof hdr);
+  memcpy (buf + sizeof hdr, str, len);
+  *why = NULL;
+  GstEvent *ev = ipcring_wire_decode_upstream_event (buf, sizeof hdr + len, why);
+  g_free (buf);
+  fail_unless ((ev == NULL) == (*why != NULL), "a decoder fails exactly when it says why");
+  return ev;
+}
+
+/* Bug 10 (fuzz_protocol): a QoS record from the consumer whose lateness is
+ * more than its timestamp (diff < -timestamp) reached gst_event_new_qos(),
+ * which asserts against it (a critical in the producer). */
+GST_START_TEST (test_upstream_qos_lateness_within_timestamp)
+{
+  const gchar *why = NULL;
+  GstEvent *ev = decode_upstream_string (GST_EVENT_QOS, "qos, type=(uint)0, "
+      "proportion=(double)1.25, diff=(gint64)-400000, timestamp=(guint64)20000;", &why);
+  fail_unless (ev == NULL, "decoded a QoS event late by more than its timestamp");
+  fail_unless (strstr (why, "invalid values") != NULL, "%s", why);
+  ev = decode_upstream_string (GST_EVENT_QOS, "qos, type=(uint)0, proportion=(double)1.25, "
+      "diff=(gint64)-9223372036854775808, timestamp=(guint64)20000;", &why);
+  fail_unless (ev == NULL, "decoded a QoS event with the smallest diff");
+  /* Late by up to its timestamp, and early by any amount, still decode. */
+  const gchar *ok[] = {
+    "qos, type=(uint)0, proportion=(double)1.25, diff=(gint64)-20000, timestamp=(guint64)20000;",
+    "qos, type=(uint)1, proportion=(double)0.5, diff=(gint64)400000, timestamp=(guint64)0;",
+  };
+  for (gsize i = 0; i < G_N_ELEMENTS (ok); i++) {
+    ev = decode_upstream_string (GST_EVENT_QOS, ok[i], &why);
+    fail_unless (ev != NULL, "%s: %s", ok[i], why);
+    gst_event_unref (ev);
+  }
+}
+
+GST_END_TEST;
+
 /* Bug 8: every new structure or field name became a GQuark for the life of
  * the process, so a writer could grow a long-lived reader without bound with
  * custom events of unique names. New names are charged to a budget of
@@ -467,6 +510,14 @@ GST_END_TEST;
 GST_START_TEST (test_new_names_are_bounded)
 {
   const gchar *why = NULL;
+  /* A protection event while there is budget: its field names are known
+   * from now on (for bug 11 below). */
+  GstEvent *prot = decode_event_string (GST_EVENT_PROTECTION,
+      "protection, system-id=(string)9a04f079-9840-4286-ab92-e65be0885f95, "
+      "data=(buffer)0102, origin=(string)ipcring-first-origin;", &why);
+  fail_unless (prot != NULL, "%s", why);
+  gst_event_unref (prot);
+
   /* Refused records cost nothing: more of them than the budget. */
   for (guint i = 0; i < IPCRING_MAX_NEW_NAMES + 100; i++) {
     gchar *s = g_strdup_printf ("ipcring-refused-%u, ipcring-refused-field-%u=(buffer)0g", i, i);
@@ -509,6 +560,22 @@ GST_START_TEST (test_new_names_are_bounded)
   /* A new field name in a known structure is refused as well. */
   assert_event_refused (GST_EVENT_CUSTOM_DOWNSTREAM, "ipcring-unique-0, brand-new-field=1",
       "new names");
+
+  /* Bug 11 (fuzz_protocol): GStreamer names a protection event's structure
+   * after its origin and system id, a new GQuark per pair; these are charged
+   * to the budget as well, so a fresh origin is refused now, uninterned,
+   * while the first origin still decodes. */
+  prot = decode_event_string (GST_EVENT_PROTECTION,
+      "protection, system-id=(string)9a04f079-9840-4286-ab92-e65be0885f95, "
+      "data=(buffer)0304, origin=(string)ipcring-first-origin;", &why);
+  fail_unless (prot != NULL, "%s", why);
+  gst_event_unref (prot);
+  assert_event_refused (GST_EVENT_PROTECTION,
+      "protection, system-id=(string)9a04f079-9840-4286-ab92-e65be0885f95, "
+      "data=(buffer)0102, origin=(string)ipcring-fresh-origin;", "new names");
+  fail_if (g_quark_try_string
+      ("GstProtectionEvent-ipcring-fresh-origin-9a04f079-9840-4286-ab92-e65be0885f95") != 0,
+      "the refused protection event's name was interned");
 }
 
 GST_END_TEST;
@@ -528,6 +595,7 @@ protocol_suite (void)
   tcase_add_test (tc, test_caps_named_like_special_caps);
   tcase_add_test (tc, test_mixed_lists_that_do_not_print_back);
   tcase_add_test (tc, test_valid_events_still_decode);
+  tcase_add_test (tc, test_upstream_qos_lateness_within_timestamp);
   tcase_add_test (tc, test_new_names_are_bounded);
   return s;
 }
