@@ -515,8 +515,18 @@ map_time (GstIpcRingSrc * self, GstClockTime t, GstClockTime * out)
     *out = rt;
     return TRUE;
   }
-  gint64 mono = (gint64) rt + (gint64) self->wtime.base_time - (gint64) self->wtime.clock_time
-      + (gint64) self->wtime.monotonic;
+  /* The producer's times come from its TIME record: a sum that does not fit
+   * drops the buffer like one mapped before our start. */
+  gint64 mono;
+  if (rt > G_MAXINT64 || self->wtime.base_time > G_MAXINT64
+      || self->wtime.clock_time > G_MAXINT64 || self->wtime.monotonic > G_MAXINT64
+      || __builtin_add_overflow ((gint64) rt, (gint64) self->wtime.base_time, &mono)
+      || __builtin_sub_overflow (mono, (gint64) self->wtime.clock_time, &mono)
+      || __builtin_add_overflow (mono, (gint64) self->wtime.monotonic, &mono)) {
+    gst_object_unref (clock);
+    GST_LOG_OBJECT (self, "running-time: the producer's times do not add up, dropping");
+    return FALSE;
+  }
   gint64 offset = 0;
   if (!clock_is_system_monotonic (clock)) {
     guint64 m0 = monotonic_ns ();
@@ -524,9 +534,12 @@ map_time (GstIpcRingSrc * self, GstClockTime t, GstClockTime * out)
     guint64 m1 = monotonic_ns ();
     offset = (gint64) now - (gint64) (m0 + (m1 - m0) / 2);
   }
-  gint64 ours = mono + offset - (gint64) gst_element_get_base_time (GST_ELEMENT (self));
+  gint64 ours;
+  gboolean over = __builtin_add_overflow (mono, offset, &ours)
+      || __builtin_sub_overflow (ours, (gint64) gst_element_get_base_time (GST_ELEMENT (self)),
+      &ours);
   gst_object_unref (clock);
-  if (ours < 0)
+  if (over || ours < 0)
     return FALSE;
   *out = (GstClockTime) ours;
   return TRUE;
@@ -659,8 +672,11 @@ retime_buffer (GstIpcRingSrc * self, GstBuffer * buf)
      * by this much. */
     GstClockTime prt = gst_segment_to_running_time (&self->wire_segment, GST_FORMAT_TIME, pts);
     GST_OBJECT_LOCK (self);
-    self->have_rt_offset = GST_CLOCK_TIME_IS_VALID (prt);
-    self->rt_offset = (gint64) prt - (gint64) p2;
+    /* both are times below 2^63 here, but prt comes from the producer's
+     * segment: no overflow */
+    self->have_rt_offset = GST_CLOCK_TIME_IS_VALID (prt) && prt <= G_MAXINT64
+        && p2 <= G_MAXINT64 && !__builtin_sub_overflow ((gint64) prt, (gint64) p2,
+        &self->rt_offset);
     GST_OBJECT_UNLOCK (self);
   }
   GST_BUFFER_PTS (buf) = p2;
@@ -1430,9 +1446,11 @@ to_producer_time (GstIpcRingSrc * self, GstEvent * event)
     gst_event_parse_qos (event, &type, &prop, &diff, &ts);
     /* gst_event_new_qos() asserts diff >= 0 || -diff <= timestamp: a QoS
      * event that would break it after the move is sent as it is. */
-    if (GST_CLOCK_TIME_IS_VALID (ts) && (gint64) ts + off >= 0
-        && (diff >= 0 || (diff != G_MININT64 && -diff <= (gint64) ts + off))) {
-      GstEvent *copy = gst_event_new_qos (type, prop, diff, (GstClockTime) ((gint64) ts + off));
+    gint64 moved;
+    if (GST_CLOCK_TIME_IS_VALID (ts) && ts <= G_MAXINT64
+        && !__builtin_add_overflow ((gint64) ts, off, &moved) && moved >= 0
+        && (diff >= 0 || (diff != G_MININT64 && -diff <= moved))) {
+      GstEvent *copy = gst_event_new_qos (type, prop, diff, (GstClockTime) moved);
       gst_event_set_seqnum (copy, gst_event_get_seqnum (event));
       return copy;
     }
@@ -1441,10 +1459,12 @@ to_producer_time (GstIpcRingSrc * self, GstEvent * event)
     GstClockTime rt;
     gboolean all;
     guint count;
+    gint64 moved;
     if (gst_video_event_parse_upstream_force_key_unit (event, &rt, &all, &count)
-        && GST_CLOCK_TIME_IS_VALID (rt) && (gint64) rt + off >= 0) {
-      GstEvent *copy = gst_video_event_new_upstream_force_key_unit ((GstClockTime) ((gint64) rt
-              + off), all, count);
+        && GST_CLOCK_TIME_IS_VALID (rt) && rt <= G_MAXINT64
+        && !__builtin_add_overflow ((gint64) rt, off, &moved) && moved >= 0) {
+      GstEvent *copy = gst_video_event_new_upstream_force_key_unit ((GstClockTime) moved,
+          all, count);
       gst_event_set_seqnum (copy, gst_event_get_seqnum (event));
       return copy;
     }
