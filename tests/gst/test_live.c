@@ -28,7 +28,11 @@
  *    order, with their fields, counted on both sides;
  *  - the back channel is hostile input: malformed records are refused by
  *    the decoder, and a reader that sends them does not stop the sink from
- *    passing on the valid ones.
+ *    passing on the valid ones;
+ *  - running-time regressions: a QoS event whose moved timestamp would be
+ *    smaller than its lateness is sent to the producer unmoved (no critical,
+ *    no crash), and buffers after a TIME record whose sums overflow 64 bits
+ *    are dropped as late.
  *
  * Ring files live in a fresh directory (in /dev/shm when there is one),
  * removed at the end of each test and at exit. */
@@ -947,6 +951,191 @@ GST_START_TEST (test_back_channel_hostile)
 
 GST_END_TEST;
 
+/* ---- Regressions: running-time on awkward input --------------------------- */
+
+/* Regression: with timestamp-mode=running-time, a valid QoS event sent to
+ * the source (timestamp 1.5 s, diff -1.5 s) while the producer's running
+ * time was 1 s behind ours (the consumer started 1 s before the producer)
+ * was moved into the producer's time (timestamp 0.5 s, still 1.5 s early),
+ * which gst_event_new_qos() refuses with a critical and NULL; the source
+ * then crashed encoding NULL. Pinned: no critical (gst-check fails on one),
+ * the producer's sink sends that QoS event upstream unmoved, a QoS event
+ * that can be moved still is, in order, and the source goes on streaming. */
+GST_START_TEST (test_running_time_qos_not_movable)
+{
+  announce ("running-time: a QoS event that cannot be moved goes to the producer as it is");
+  gchar *ring = ring_path_new ();
+  GstClock *sys = gst_system_clock_obtain ();
+  GstClockTime bp = gst_clock_get_time (sys) - 5 * GST_SECOND;
+  GstClockTime bc = bp - 1 * GST_SECOND;
+  GstHarness *sink = timed_producer (ring, bp, AUDIO_CAPS);
+  GstHarness *src = src_harness_new (ring, NULL, bc, "timestamp-mode", 1, NULL);
+  /* every buffer is mapped (none is late) 1 s later than the producer's
+   * running time: the source knows the offset */
+  for (guint i = 0; i < N_TIMED; i++) {
+    GstBuffer *buf = pull_bounded (src);
+    fail_unless_equals_uint64 (GST_BUFFER_OFFSET (buf), i);
+    assert_close (GST_BUFFER_PTS (buf), (gint64) RT_OF (i) + GST_SECOND, "PTS", i);
+    gst_buffer_unref (buf);
+  }
+  drain_upstream (sink);
+  fail_unless (gst_harness_push_upstream_event (src,
+          gst_event_new_qos (GST_QOS_TYPE_UNDERFLOW, 1.0, -1500 * MSEC, 1500 * MSEC)));
+  fail_unless (gst_harness_push_upstream_event (src,
+          gst_event_new_qos (GST_QOS_TYPE_OVERFLOW, 0.5, -200 * MSEC, 1500 * MSEC)));
+
+  guint n = N_TIMED;
+  GstQOSType type;
+  gdouble prop;
+  GstClockTimeDiff diff;
+  GstClockTime ts;
+  GstEvent *ev = pull_upstream_at (sink, src, &n, 10 * GST_SECOND);
+  fail_unless_equals_int (GST_EVENT_TYPE (ev), GST_EVENT_QOS);
+  gst_event_parse_qos (ev, &type, &prop, &diff, &ts);
+  fail_unless_equals_int (type, GST_QOS_TYPE_UNDERFLOW);
+  fail_unless (prop == 1.0);
+  fail_unless_equals_int64 (diff, -1500 * MSEC);
+  fail_unless_equals_uint64 (ts, 1500 * MSEC);
+  gst_event_unref (ev);
+  /* 1.5 s here is about 0.5 s there */
+  ev = pull_upstream_at (sink, src, &n, 10 * GST_SECOND);
+  fail_unless_equals_int (GST_EVENT_TYPE (ev), GST_EVENT_QOS);
+  gst_event_parse_qos (ev, &type, &prop, &diff, &ts);
+  fail_unless_equals_int (type, GST_QOS_TYPE_OVERFLOW);
+  fail_unless (prop == 0.5);
+  fail_unless_equals_int64 (diff, -200 * MSEC);
+  assert_close (ts, 500 * MSEC, "moved QoS timestamp", 0);
+  gst_event_unref (ev);
+  fail_unless_equals_uint64 (stat_u64 (src, "upstream-events"), 2);
+
+  /* still streaming: a buffer at the producer's running time 2 s comes out
+   * at ours 3 s (after the ones pull_upstream_at left behind) */
+  fail_unless_equals_int (gst_harness_push (sink, make_buffer (1000, 3840, 11 * GST_SECOND,
+              10 * MSEC)), GST_FLOW_OK);
+  GstBuffer *buf = NULL;
+  for (guint left = n + 1; left > 0; left--) {
+    buf = pull_bounded (src);
+    if (GST_BUFFER_OFFSET (buf) == 1000)
+      break;
+    gst_buffer_unref (buf);
+    buf = NULL;
+  }
+  fail_unless (buf != NULL, "the buffer written after the QoS events never came");
+  assert_close (GST_BUFFER_PTS (buf), 3 * GST_SECOND, "PTS", 1000);
+  gst_buffer_unref (buf);
+  gst_harness_teardown (src);
+  gst_harness_teardown (sink);
+  gst_object_unref (sys);
+  g_free (ring);
+  test_dir_cleanup ();
+}
+
+GST_END_TEST;
+
+static void
+write_record (ipcring_writer * w, guint32 tag, const void *data, gsize len)
+{
+  fail_unless_equals_int (ipcring_writer_push (w, data, len, tag, WAIT_MS * MSEC), 0);
+}
+
+static void
+write_buffers (ipcring_writer * w, guint first, guint count)
+{
+  for (guint i = first; i < first + count; i++) {
+    guint8 rec[sizeof (IpcRingWireBuffer) + 160] = { 0 };
+    IpcRingWireBuffer h = { i * 10 * MSEC, GST_CLOCK_TIME_NONE, 10 * MSEC, i,
+      GST_BUFFER_OFFSET_NONE, 0, 0
+    };
+    memcpy (rec, &h, sizeof h);
+    write_record (w, IPCRING_REC_BUFFER, rec, sizeof rec);
+  }
+}
+
+/* Regression: with timestamp-mode=running-time, a TIME record with huge
+ * base_time and monotonic values (each below 2^63, as a hostile or broken
+ * producer may write) made the source's mapping of a producer time to ours
+ * overflow signed 64-bit sums: undefined behaviour, and where the sum wraps
+ * round to a small positive time, buffers went out with made-up timestamps.
+ * Pinned: after such a record every buffer is dropped as late (none reaches
+ * downstream within a bounded wait, `late` counts each), no error is posted,
+ * and a sane TIME record lets buffers through again. */
+GST_START_TEST (test_running_time_hostile_time_record)
+{
+  announce ("running-time: buffers after a TIME record whose sums overflow are dropped");
+  gchar *ring = ring_path_new ();
+  ipcring_writer *w = NULL;
+  fail_unless_equals_int (ipcring_writer_create (ring, 1 << 20, 0600, 0, &w), 0);
+  GstHarness *src = src_harness_new (ring, NULL, 0, "timestamp-mode", 1, NULL);
+  GstBus *bus = gst_bus_new ();
+  gst_element_set_bus (src->element, bus);
+  fail_unless_equals_int (ipcring_writer_wait_reader (w, WAIT_MS * MSEC), 0);
+
+  IpcRingWireStream strm = { IPCRING_PROTOCOL_VERSION, 0, 1,
+    ipcring_writer_reader_generation (w)
+  };
+  write_record (w, IPCRING_REC_STREAM, &strm, sizeof strm);
+  write_record (w, IPCRING_REC_CAPS, OCTET_CAPS, strlen (OCTET_CAPS));
+  GstSegment seg;
+  gst_segment_init (&seg, GST_FORMAT_TIME);
+  IpcRingWireSegment ws;
+  ipcring_wire_encode_segment (&seg, 1, &ws);
+  write_record (w, IPCRING_REC_SEGMENT, &ws, sizeof ws);
+  const guint32 flags = IPCRING_TIME_CLOCK | IPCRING_TIME_MONOTONIC | IPCRING_TIME_LIVE
+      | IPCRING_TIME_LATENCY;
+  /* base time + monotonic overflows to a negative sum ... */
+  IpcRingWireTime huge = { G_GUINT64_CONSTANT (0x7000000000000000), 0,
+    G_GUINT64_CONSTANT (0x7000000000000000), 0, GST_CLOCK_TIME_NONE, flags, 0
+  };
+  write_record (w, IPCRING_REC_TIME, &huge, sizeof huge);
+  write_buffers (w, 0, 5);
+  /* ... and here wraps round to the running time less 2 ns */
+  IpcRingWireTime wraps = { G_MAXINT64, 0, G_MAXINT64, 0, GST_CLOCK_TIME_NONE, flags, 0 };
+  write_record (w, IPCRING_REC_TIME, &wraps, sizeof wraps);
+  write_buffers (w, 5, 5);
+
+  gint64 end = g_get_monotonic_time () + WAIT_MS * 1000;
+  guint pulled = 0;
+  while (stat_u64 (src, "late") + pulled < 10 && g_get_monotonic_time () < end) {
+    GstBuffer *buf = gst_harness_try_pull (src);
+    if (buf) {
+      g_print ("    buffer %" G_GUINT64_FORMAT " came out at %" GST_TIME_FORMAT "\n",
+          GST_BUFFER_OFFSET (buf), GST_TIME_ARGS (GST_BUFFER_PTS (buf)));
+      pulled++;
+      gst_buffer_unref (buf);
+    } else {
+      g_usleep (1000);
+    }
+  }
+  no_more_buffers (src);
+  fail_unless_equals_int (pulled, 0);
+  fail_unless_equals_uint64 (stat_u64 (src, "late"), 10);
+  fail_unless_equals_uint64 (stat_u64 (src, "buffers"), 0);
+  fail_unless_equals_uint64 (stat_u64 (src, "time-records"), 2);
+
+  /* a sane record: the producer's clock is CLOCK_MONOTONIC, its base time
+   * 5 s ago; our base time is 0, so running time r maps to bp + r */
+  GstClockTime now = monotonic_ns ();
+  GstClockTime bp = now - 5 * GST_SECOND;
+  IpcRingWireTime sane = { bp, now, now, 0, GST_CLOCK_TIME_NONE, flags, 0 };
+  write_record (w, IPCRING_REC_TIME, &sane, sizeof sane);
+  write_buffers (w, 10, 1);
+  GstBuffer *buf = pull_bounded (src);
+  fail_unless_equals_uint64 (GST_BUFFER_OFFSET (buf), 10);
+  assert_close (GST_BUFFER_PTS (buf), (gint64) (bp + 100 * MSEC), "PTS", 10);
+  gst_buffer_unref (buf);
+
+  GstMessage *msg = gst_bus_pop_filtered (bus, GST_MESSAGE_ERROR);
+  fail_unless (msg == NULL, "an error: %" GST_PTR_FORMAT, msg);
+  gst_harness_teardown (src);
+  gst_object_unref (bus);
+  ipcring_writer_unlink (w);
+  ipcring_writer_close (w);
+  g_free (ring);
+  test_dir_cleanup ();
+}
+
+GST_END_TEST;
+
 static Suite *
 ipcring_live_suite (void)
 {
@@ -968,6 +1157,8 @@ ipcring_live_suite (void)
   tcase_add_test (tc, test_stats);
   tcase_add_test (tc, test_upstream_events);
   tcase_add_test (tc, test_back_channel_hostile);
+  tcase_add_test (tc, test_running_time_qos_not_movable);
+  tcase_add_test (tc, test_running_time_hostile_time_record);
   return s;
 }
 
