@@ -738,6 +738,38 @@ event_to_structure (GstEvent * event)
   }
 }
 
+/* The part of an EVNT or UEVT record both encoders share: the structure s
+ * (taken) as a string, refused if a reader would refuse it or if the record
+ * would be larger than max bytes (too_large then says why), after the
+ * event's type and seqnum. */
+static GBytes *
+encode_event_structure (GstEvent * event, GstStructure * s, gsize max, const gchar * too_large,
+    const gchar ** why)
+{
+  gchar *str = gst_structure_to_string (s);
+  gst_structure_free (s);
+  gsize len = strlen (str);
+  IpcRingWireEvent hdr = { (uint32_t) GST_EVENT_TYPE (event), gst_event_get_seqnum (event) };
+  if (len > max - sizeof hdr) {
+    g_free (str);
+    *why = too_large;
+    return NULL;
+  }
+  /* What a reader would refuse is not written. */
+  Check c;
+  check_init (&c, FALSE);
+  if (!check_event_string (&c, GST_EVENT_TYPE (event), str)) {
+    g_free (str);
+    *why = c.why;
+    return NULL;
+  }
+  guint8 *buf = g_malloc (sizeof hdr + len);
+  memcpy (buf, &hdr, sizeof hdr);
+  memcpy (buf + sizeof hdr, str, len);
+  g_free (str);
+  return g_bytes_new_take (buf, sizeof hdr + len);
+}
+
 GBytes *
 ipcring_wire_encode_event (GstEvent * event, const gchar ** why)
 {
@@ -750,28 +782,8 @@ ipcring_wire_encode_event (GstEvent * event, const gchar ** why)
     *why = "custom event without a structure";
     return NULL;
   }
-  gchar *str = gst_structure_to_string (s);
-  gst_structure_free (s);
-  gsize len = strlen (str);
-  if (len > IPCRING_MAX_EVENT_STRING) {
-    g_free (str);
-    *why = "event too large to carry";
-    return NULL;
-  }
-  /* What a reader would refuse is not written. */
-  Check c;
-  check_init (&c, FALSE);
-  if (!check_event_string (&c, GST_EVENT_TYPE (event), str)) {
-    g_free (str);
-    *why = c.why;
-    return NULL;
-  }
-  IpcRingWireEvent hdr = { (uint32_t) GST_EVENT_TYPE (event), gst_event_get_seqnum (event) };
-  guint8 *buf = g_malloc (sizeof hdr + len);
-  memcpy (buf, &hdr, sizeof hdr);
-  memcpy (buf + sizeof hdr, str, len);
-  g_free (str);
-  return g_bytes_new_take (buf, sizeof hdr + len);
+  return encode_event_structure (event, s, sizeof (IpcRingWireEvent) + IPCRING_MAX_EVENT_STRING,
+      "event too large to carry", why);
 }
 
 void
@@ -1174,27 +1186,13 @@ ipcring_wire_encode_upstream_event (GstEvent * event, gsize max, const gchar ** 
     *why = "upstream event without a structure";
     return NULL;
   }
-  gchar *str = gst_structure_to_string (s);
-  gst_structure_free (s);
-  gsize len = strlen (str);
-  IpcRingWireEvent hdr = { (uint32_t) GST_EVENT_TYPE (event), gst_event_get_seqnum (event) };
-  if (sizeof hdr + len > max) {
-    g_free (str);
+  if (max < sizeof (IpcRingWireEvent)) {
+    gst_structure_free (s);
     *why = "upstream event too large for the back channel";
     return NULL;
   }
-  Check c;
-  check_init (&c, FALSE);
-  if (!check_event_string (&c, GST_EVENT_TYPE (event), str)) {
-    g_free (str);
-    *why = c.why;
-    return NULL;
-  }
-  guint8 *buf = g_malloc (sizeof hdr + len);
-  memcpy (buf, &hdr, sizeof hdr);
-  memcpy (buf + sizeof hdr, str, len);
-  g_free (str);
-  return g_bytes_new_take (buf, sizeof hdr + len);
+  return encode_event_structure (event, s, max,
+      "upstream event too large for the back channel", why);
 }
 
 static GstEvent *
