@@ -1,11 +1,32 @@
 /* What the two ipcring elements share with plugin.c: their registration and
- * the enum types of their properties. */
+ * the enum types of their properties; and with each other, their clocks. */
 #ifndef GST_IPC_RING_ELEMENTS_H
 #define GST_IPC_RING_ELEMENTS_H
 
 #include <gst/gst.h>
+#include <time.h>
 
 G_BEGIN_DECLS
+
+/* CLOCK_MONOTONIC in ns: the clock both sides of a ring share. */
+static inline guint64
+ipcring_monotonic_ns (void)
+{
+  struct timespec ts;
+  clock_gettime (CLOCK_MONOTONIC, &ts);
+  return (guint64) ts.tv_sec * GST_SECOND + (guint64) ts.tv_nsec;
+}
+
+/* CLOCK_MONOTONIC to the last tick (a few ms): cheaper than
+ * ipcring_monotonic_ns(), and enough for periodic work done beside buffers
+ * (stats refreshes, a drifting clock's TIME record). */
+static inline guint64
+ipcring_coarse_ns (void)
+{
+  struct timespec ts;
+  clock_gettime (CLOCK_MONOTONIC_COARSE, &ts);
+  return (guint64) ts.tv_sec * GST_SECOND + (guint64) ts.tv_nsec;
+}
 
 typedef enum
 {

@@ -154,7 +154,7 @@ struct _GstIpcRingSink
   gint latency_dirty;           /* atomic: set by LATENCY events */
   gint time_dirty;              /* atomic: a state change or a new clock (check_time) */
   guint time_checks;            /* buffers since check_time last looked at the clock */
-  guint64 next_info;            /* when to copy the ring's counters again (coarse_ns) */
+  guint64 next_info;            /* when to copy the ring's counters again (ipcring_coarse_ns) */
   gboolean latency_known;       /* upstream answered the latency query */
   guint64 latency_retry;        /* if not, when to ask again (CLOCK_MONOTONIC) */
   gboolean up_live;             /* the last answer of upstream's latency query */
@@ -204,24 +204,6 @@ gst_ipc_ring_leaky_get_type (void)
     g_once_init_leave (&type, t);
   }
   return type;
-}
-
-static guint64
-monotonic_ns (void)
-{
-  struct timespec ts;
-  clock_gettime (CLOCK_MONOTONIC, &ts);
-  return (guint64) ts.tv_sec * GST_SECOND + (guint64) ts.tv_nsec;
-}
-
-/* CLOCK_MONOTONIC to the last tick (a few ms): cheaper than monotonic_ns(),
- * and enough for the periodic work done beside buffers. */
-static guint64
-coarse_ns (void)
-{
-  struct timespec ts;
-  clock_gettime (CLOCK_MONOTONIC_COARSE, &ts);
-  return (guint64) ts.tv_sec * GST_SECOND + (guint64) ts.tv_nsec;
 }
 
 /* ---- Writing records ------------------------------------------------ */
@@ -451,7 +433,7 @@ write_time (GstIpcRingSink * self, gboolean resync)
       self->up_live = FALSE;
       self->up_min = 0;
       self->up_max = GST_CLOCK_TIME_NONE;
-      self->latency_retry = monotonic_ns () + LATENCY_RETRY_NS;
+      self->latency_retry = ipcring_monotonic_ns () + LATENCY_RETRY_NS;
     }
     gst_query_unref (q);
     GST_DEBUG_OBJECT (self, "upstream live %d, latency %" GST_TIME_FORMAT " to %"
@@ -468,7 +450,7 @@ write_time (GstIpcRingSink * self, gboolean resync)
   t.latency_max = self->up_max;
   t.base_time = GST_CLOCK_TIME_NONE;
   t.clock_time = GST_CLOCK_TIME_NONE;
-  t.monotonic = monotonic_ns ();
+  t.monotonic = ipcring_monotonic_ns ();
   gboolean mono = FALSE;
   if (clock && playing) {
     mono = clock_is_system_monotonic (clock);
@@ -478,9 +460,9 @@ write_time (GstIpcRingSink * self, gboolean resync)
       t.monotonic = t.clock_time;
     } else {
       /* The clock's reading between two of CLOCK_MONOTONIC. */
-      guint64 m0 = monotonic_ns ();
+      guint64 m0 = ipcring_monotonic_ns ();
       t.clock_time = gst_clock_get_time (clock);
-      guint64 m1 = monotonic_ns ();
+      guint64 m1 = ipcring_monotonic_ns ();
       t.monotonic = m0 + (m1 - m0) / 2;
     }
     t.flags |= IPCRING_TIME_CLOCK | (mono ? IPCRING_TIME_MONOTONIC : 0);
@@ -494,7 +476,7 @@ write_time (GstIpcRingSink * self, gboolean resync)
     self->time_had_clock = (t.flags & IPCRING_TIME_CLOCK) != 0;
     self->time_base = t.base_time;
     self->time_monotonic = mono;
-    self->time_sent_mono = coarse_ns ();
+    self->time_sent_mono = ipcring_coarse_ns ();
     gst_object_replace ((GstObject **) & self->time_clock, (GstObject *) clock);
     GST_OBJECT_LOCK (self);
     self->st_time_records++;
@@ -518,11 +500,11 @@ write_time (GstIpcRingSink * self, gboolean resync)
 static GstFlowReturn
 check_time (GstIpcRingSink * self)
 {
-  if (!self->latency_known && monotonic_ns () >= self->latency_retry)
+  if (!self->latency_known && ipcring_monotonic_ns () >= self->latency_retry)
     g_atomic_int_set (&self->latency_dirty, 1);
   gboolean send = !self->time_sent || g_atomic_int_get (&self->latency_dirty);
   if (!send && self->time_had_clock && !self->time_monotonic
-      && coarse_ns () - self->time_sent_mono >= TIME_REFRESH_NS)
+      && ipcring_coarse_ns () - self->time_sent_mono >= TIME_REFRESH_NS)
     send = TRUE;
   if (!send && (++self->time_checks >= TIME_CHECK_EVERY
           || g_atomic_int_get (&self->time_dirty))) {
@@ -922,7 +904,7 @@ clear_queue (GstIpcRingSink * self)
 static void
 refresh_info (GstIpcRingSink * self, gboolean force)
 {
-  guint64 now = coarse_ns ();
+  guint64 now = ipcring_coarse_ns ();
   if (!self->hold || (!force && now < self->next_info))
     return;
   self->next_info = now + INFO_REFRESH_NS;

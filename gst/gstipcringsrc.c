@@ -214,7 +214,7 @@ struct _GstIpcRingSrc
   GstSegment wire_segment;      /* the writer's segment, in timestamp modes */
   GstClockTime restart_base;    /* restart: the first buffer's running time */
   gboolean discont_next;
-  guint64 next_info;            /* when to copy the ring's counters again (coarse_ns) */
+  guint64 next_info;            /* when to copy the ring's counters again (ipcring_coarse_ns) */
   gboolean warned_no_clock;
   GArray *prefetch;             /* records taken by probe_writer, not handled yet */
   GThread *stream_thread;       /* the thread in create() */
@@ -444,24 +444,6 @@ ensure_segment (GstIpcRingSrc * self)
 static void refresh_info (GstIpcRingSrc * self, gboolean force);
 static void drop_holder (GstIpcRingSrc * self);
 
-static guint64
-monotonic_ns (void)
-{
-  struct timespec ts;
-  clock_gettime (CLOCK_MONOTONIC, &ts);
-  return (guint64) ts.tv_sec * GST_SECOND + (guint64) ts.tv_nsec;
-}
-
-/* CLOCK_MONOTONIC to the last tick (a few ms): cheaper than monotonic_ns(),
- * and enough for the counters refreshed beside records. */
-static guint64
-coarse_ns (void)
-{
-  struct timespec ts;
-  clock_gettime (CLOCK_MONOTONIC_COARSE, &ts);
-  return (guint64) ts.tv_sec * GST_SECOND + (guint64) ts.tv_nsec;
-}
-
 static gboolean
 clock_is_system_monotonic (GstClock * clock)
 {
@@ -529,9 +511,9 @@ map_time (GstIpcRingSrc * self, GstClockTime t, GstClockTime * out)
   }
   gint64 offset = 0;
   if (!clock_is_system_monotonic (clock)) {
-    guint64 m0 = monotonic_ns ();
+    guint64 m0 = ipcring_monotonic_ns ();
     GstClockTime now = gst_clock_get_time (clock);
-    guint64 m1 = monotonic_ns ();
+    guint64 m1 = ipcring_monotonic_ns ();
     offset = (gint64) now - (gint64) (m0 + (m1 - m0) / 2);
   }
   gint64 ours;
@@ -1880,7 +1862,7 @@ make_stats (GstIpcRingSrc * self)
 static void
 refresh_info (GstIpcRingSrc * self, gboolean force)
 {
-  guint64 now = coarse_ns ();
+  guint64 now = ipcring_coarse_ns ();
   if (!self->holder || (!force && now < self->next_info))
     return;
   self->next_info = now + INFO_REFRESH_NS;
