@@ -47,59 +47,8 @@
 
 /* ---- Temporary directory --------------------------------------------- */
 
-static gchar *suite_dir;
-static gchar *test_dir;
-
-static int
-rm_entry (const char *p, const struct stat *st, int flag, struct FTW *ftw)
-{
-  (void) st;
-  (void) flag;
-  (void) ftw;
-  return remove (p);
-}
-
-static void
-remove_tree (const gchar * path)
-{
-  nftw (path, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
-}
-
-static void
-suite_dir_setup (void)
-{
-  gchar *d = NULL;
-  if (g_file_test ("/dev/shm", G_FILE_TEST_IS_DIR)) {
-    d = g_strdup ("/dev/shm/ipcring-srczc-XXXXXX");
-    if (!mkdtemp (d))
-      g_clear_pointer (&d, g_free);
-  }
-  if (!d) {
-    GError *err = NULL;
-    d = g_dir_make_tmp ("ipcring-srczc-XXXXXX", &err);
-    if (!d)
-      g_error ("cannot make a temporary directory: %s", err->message);
-  }
-  suite_dir = d;
-}
-
-static void
-suite_dir_teardown (void)
-{
-  if (suite_dir) {
-    remove_tree (suite_dir);
-    g_clear_pointer (&suite_dir, g_free);
-  }
-}
-
-static void
-test_dir_cleanup (void)
-{
-  if (test_dir) {
-    remove_tree (test_dir);
-    g_clear_pointer (&test_dir, g_free);
-  }
-}
+#define IPCRING_TEST_DIR_NAME "ipcring-srczc"
+#include "gsttestdir.h"
 
 /* A fresh ring path in a fresh directory. */
 static gchar *
