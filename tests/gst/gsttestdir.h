@@ -75,4 +75,24 @@ test_dir_cleanup (void)
   }
 }
 
+/* A fresh private directory in the suite's for this test's ring files (the
+ * one a failed test left behind, when tests do not fork, goes first). */
+static inline const gchar *
+test_dir_new (void)
+{
+  fail_unless (suite_dir != NULL, "no suite directory");
+  test_dir_cleanup ();
+  gchar *d = g_build_filename (suite_dir, "test-XXXXXX", NULL);
+  fail_unless (mkdtemp (d) != NULL, "cannot make %s: %s", d, g_strerror (errno));
+  test_dir = d;
+  return d;
+}
+
+/* A ring path in a fresh test directory; the caller frees it. */
+static inline gchar *
+ring_path_new (void)
+{
+  return g_build_filename (test_dir_new (), "ring", NULL);
+}
+
 #endif /* IPCRING_GST_TESTDIR_H */

@@ -45,18 +45,6 @@
 #define IPCRING_TEST_DIR_NAME "ipcring-gst"
 #include "gsttestdir.h"
 
-/* A fresh private directory for this test's ring files. */
-static const gchar *
-test_dir_new (void)
-{
-  fail_unless (suite_dir != NULL, "no suite directory");
-  test_dir_cleanup ();          /* left by a failed test when not forking */
-  gchar *d = g_build_filename (suite_dir, "test-XXXXXX", NULL);
-  fail_unless (mkdtemp (d) != NULL, "cannot make %s: %s", d, g_strerror (errno));
-  test_dir = d;
-  return d;
-}
-
 static guint
 dir_entries (const gchar * path)
 {

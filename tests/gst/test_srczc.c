@@ -50,18 +50,6 @@
 #define IPCRING_TEST_DIR_NAME "ipcring-srczc"
 #include "gsttestdir.h"
 
-/* A fresh ring path in a fresh directory. */
-static gchar *
-ring_path_new (void)
-{
-  fail_unless (suite_dir != NULL, "no suite directory");
-  test_dir_cleanup ();
-  gchar *d = g_build_filename (suite_dir, "test-XXXXXX", NULL);
-  fail_unless (mkdtemp (d) != NULL, "cannot make %s: %s", d, g_strerror (errno));
-  test_dir = d;
-  return g_build_filename (d, "ring", NULL);
-}
-
 static void
 announce (const gchar * what)
 {

@@ -214,17 +214,6 @@ teardown_bounded (GstHarness * h, const gchar * phase)
 #define IPCRING_TEST_DIR_NAME "ipcring-stress"
 #include "gsttestdir.h"
 
-static const gchar *
-test_dir_new (void)
-{
-  fail_unless (suite_dir != NULL, "no suite directory");
-  test_dir_cleanup ();
-  gchar *d = g_build_filename (suite_dir, "test-XXXXXX", NULL);
-  fail_unless (mkdtemp (d) != NULL, "cannot make %s: %s", d, g_strerror (errno));
-  test_dir = d;
-  return d;
-}
-
 static guint
 dir_entries (const gchar * path)
 {
