@@ -17,6 +17,18 @@ ipcring_monotonic_ns (void)
   return (guint64) ts.tv_sec * GST_SECOND + (guint64) ts.tv_nsec;
 }
 
+/* A clock that reads CLOCK_MONOTONIC (GStreamer's system clock of type
+ * monotonic): its times and ipcring_monotonic_ns() are the same clock. */
+static inline gboolean
+ipcring_clock_is_monotonic (GstClock * clock)
+{
+  if (!GST_IS_SYSTEM_CLOCK (clock))
+    return FALSE;
+  GstClockType type = GST_CLOCK_TYPE_REALTIME;
+  g_object_get (clock, "clock-type", &type, NULL);
+  return type == GST_CLOCK_TYPE_MONOTONIC;
+}
+
 /* CLOCK_MONOTONIC to the last tick (a few ms): cheaper than
  * ipcring_monotonic_ns(), and enough for periodic work done beside buffers
  * (stats refreshes, a drifting clock's TIME record). */

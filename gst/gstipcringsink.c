@@ -396,16 +396,6 @@ write_record (GstIpcRingSink * self, guint32 tag, const Part * parts, guint n_pa
 
 /* ---- TIME records ---------------------------------------------------- */
 
-static gboolean
-clock_is_system_monotonic (GstClock * clock)
-{
-  if (!GST_IS_SYSTEM_CLOCK (clock))
-    return FALSE;
-  GstClockType type = GST_CLOCK_TYPE_REALTIME;
-  g_object_get (clock, "clock-type", &type, NULL);
-  return type == GST_CLOCK_TYPE_MONOTONIC;
-}
-
 /* The element's base time is this run's: PLAYING, or on the way there (a
  * live pipeline renders its first buffer while the sink still commits its
  * state; the bin sets the base time before it starts that change). */
@@ -453,7 +443,7 @@ write_time (GstIpcRingSink * self, gboolean resync)
   t.monotonic = ipcring_monotonic_ns ();
   gboolean mono = FALSE;
   if (clock && playing) {
-    mono = clock_is_system_monotonic (clock);
+    mono = ipcring_clock_is_monotonic (clock);
     t.base_time = gst_element_get_base_time (GST_ELEMENT (self));
     if (mono) {
       t.clock_time = gst_clock_get_time (clock);

@@ -444,16 +444,6 @@ ensure_segment (GstIpcRingSrc * self)
 static void refresh_info (GstIpcRingSrc * self, gboolean force);
 static void drop_holder (GstIpcRingSrc * self);
 
-static gboolean
-clock_is_system_monotonic (GstClock * clock)
-{
-  if (!GST_IS_SYSTEM_CLOCK (clock))
-    return FALSE;
-  GstClockType type = GST_CLOCK_TYPE_REALTIME;
-  g_object_get (clock, "clock-type", &type, NULL);
-  return type == GST_CLOCK_TYPE_MONOTONIC;
-}
-
 /* A carried timestamp in this pipeline's terms (timestamp modes other than
  * passthrough). FALSE: the time cannot be shown here (outside the writer's
  * segment, or before this pipeline's start): the buffer is dropped. */
@@ -510,7 +500,7 @@ map_time (GstIpcRingSrc * self, GstClockTime t, GstClockTime * out)
     return FALSE;
   }
   gint64 offset = 0;
-  if (!clock_is_system_monotonic (clock)) {
+  if (!ipcring_clock_is_monotonic (clock)) {
     guint64 m0 = ipcring_monotonic_ns ();
     GstClockTime now = gst_clock_get_time (clock);
     guint64 m1 = ipcring_monotonic_ns ();
