@@ -22,9 +22,10 @@ __lsan_default_suppressions (void)
   return "leak:g_quark_from_string\nleak:_dl_init\n";
 }
 
-/* An EVNT payload: header and string. */
+/* An EVNT or UEVT payload (header and string) through decode. */
 static GstEvent *
-decode_event_string (GstEventType type, const gchar * str, const gchar ** why)
+decode_record_string (GstEvent * (*decode) (const guint8 *, gsize, const gchar **),
+    GstEventType type, const gchar * str, const gchar ** why)
 {
   gsize len = strlen (str);
   IpcRingWireEvent hdr = { (uint32_t) type, 0 };
@@ -32,10 +33,17 @@ decode_event_string (GstEventType type, const gchar * str, const gchar ** why)
   memcpy (buf, &hdr, sizeof hdr);
   memcpy (buf + sizeof hdr, str, len);
   *why = NULL;
-  GstEvent *ev = ipcring_wire_decode_event (buf, sizeof hdr + len, why);
+  GstEvent *ev = decode (buf, sizeof hdr + len, why);
   g_free (buf);
   fail_unless ((ev == NULL) == (*why != NULL), "a decoder fails exactly when it says why");
   return ev;
+}
+
+/* An EVNT record. */
+static GstEvent *
+decode_event_string (GstEventType type, const gchar * str, const gchar ** why)
+{
+  return decode_record_string (ipcring_wire_decode_event, type, str, why);
 }
 
 static GstCaps *
@@ -465,16 +473,7 @@ GST_END_TEST;
 static GstEvent *
 decode_upstream_string (GstEventType type, const gchar * str, const gchar ** why)
 {
-  gsize len = strlen (str);
-  IpcRingWireEvent hdr = { (uint32_t) type, 0 };
-  guint8 *buf = g_malloc (sizeof hdr + len);
-  memcpy (buf, &hdr, sizeof hdr);
-  memcpy (buf + sizeof hdr, str, len);
-  *why = NULL;
-  GstEvent *ev = ipcring_wire_decode_upstream_event (buf, sizeof hdr + len, why);
-  g_free (buf);
-  fail_unless ((ev == NULL) == (*why != NULL), "a decoder fails exactly when it says why");
-  return ev;
+  return decode_record_string (ipcring_wire_decode_upstream_event, type, str, why);
 }
 
 /* Bug 10 (fuzz_protocol): a QoS record from the consumer whose lateness is
