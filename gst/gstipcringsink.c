@@ -7,8 +7,9 @@
  * ipcringsrc in another process continues the same stream: buffers with all
  * their timestamps, offsets and flags, caps, serialized events and EOS.
  *
- * The sink creates the ring file at start (0600 by default, atomically, with
- * its memory reserved) and removes it when it stops, or at EOS once a reader
+ * The sink creates the ring file at start (0600 by default, atomically; its
+ * memory is reserved 4 MiB at a time as the sink first reaches it, and a full
+ * file system is an error then) and removes it when it stops, or at EOS once a reader
  * has read everything. A full ring blocks the streaming thread (back-pressure)
  * until the reader makes room; flushing and state changes interrupt the wait.
  * At EOS the sink waits until a reader has attached and drained the ring, so
