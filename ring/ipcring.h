@@ -354,6 +354,14 @@ int ipcring_writer_recv(ipcring_writer *w, void *buf, size_t size, size_t *len, 
 void ipcring_writer_set_spin(ipcring_writer *w, int64_t ns);
 void ipcring_reader_set_spin(ipcring_reader *r, int64_t ns);
 
+/* Hand-off (on by default): after a commit that wakes a sleeping reader, the
+ * writer yields its CPU once (sched_yield()). Linux often wakes the reader on
+ * the writer's CPU, where it would wait until the writer blocks; the yield
+ * lets it run at once, which is most of the latency of a record crossing an
+ * idle ring. A commit that wakes no one (the streaming case) never yields.
+ * Turn it off for a writer thread that must not give up its CPU. */
+void ipcring_writer_set_handoff(ipcring_writer *w, int on);
+
 /* ---- Information ------------------------------------------------------ */
 
 struct ipcring_info {
@@ -371,6 +379,7 @@ struct ipcring_info {
   uint64_t bytes;           /* payload bytes of those records */
   uint64_t waits;           /* blocking calls that had to sleep */
   uint64_t wakes;           /* futex wakes issued for the peer */
+  uint64_t handoffs;        /* writer: wakes of the reader followed by a yield */
 };
 
 /* Fill info (peer_alive costs one system call). */

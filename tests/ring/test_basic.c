@@ -1684,6 +1684,49 @@ static void test_spin_setting(void)
   pair_close(&p);
 }
 
+/* Hand-off: a commit that wakes a sleeping reader yields the writer's CPU
+ * once (by default), so a reader woken there runs at once; a commit that
+ * wakes no one never yields, and ipcring_writer_set_handoff(w, 0) turns the
+ * yield off. The writer's handoffs counter shows what it did. */
+static void test_handoff(void)
+{
+  struct pair p;
+  pair_open(&p, "handoff", 4096);
+  for (int on = 1; on >= 0; on--) {
+    ipcring_writer_set_handoff(p.w, on);
+    struct ipcring_info before, after;
+    ipcring_writer_info(p.w, &before);
+    struct late_push lp = { p.w, 20 };
+    pthread_t th;
+    CHECK(pthread_create(&th, NULL, push_late, &lp) == 0, "thread");
+    const void *ptr;
+    size_t len;
+    uint32_t tag;
+    CHECK_RC(ipcring_reader_peek(p.r, &ptr, &len, &tag, 5 * SEC), 0);
+    CHECK_RC(ipcring_reader_release(p.r), 0);
+    pthread_join(th, NULL);
+    ipcring_writer_info(p.w, &after);
+    printf("  hand-off %s: %llu wake(s), %llu hand-off(s)\n", on ? "on" : "off",
+           (unsigned long long)(after.wakes - before.wakes),
+           (unsigned long long)(after.handoffs - before.handoffs));
+    CHECK(after.wakes == before.wakes + 1, "the writer did not wake the sleeping reader");
+    CHECK(after.handoffs == before.handoffs + (uint64_t)on, "%llu hand-off(s) with hand-off %s",
+          (unsigned long long)(after.handoffs - before.handoffs), on ? "on" : "off");
+  }
+  /* Streaming: no reader waits, no wake, no yield. */
+  ipcring_writer_set_handoff(p.w, 1);
+  struct ipcring_info before, after;
+  ipcring_writer_info(p.w, &before);
+  for (int i = 0; i < 50; i++)
+    CHECK_RC(ipcring_writer_push(p.w, "z", 1, 3, 0), 0);
+  ipcring_writer_info(p.w, &after);
+  CHECK(after.wakes == before.wakes && after.handoffs == before.handoffs,
+        "commits with no reader waiting woke %llu and yielded %llu times",
+        (unsigned long long)(after.wakes - before.wakes),
+        (unsigned long long)(after.handoffs - before.handoffs));
+  pair_close(&p);
+}
+
 struct paced_push {
   ipcring_writer *w;
   int n;
@@ -1758,6 +1801,7 @@ int main(void)
   RUN(test_huge_timeout_and_null_empty_payloads);
   RUN(test_spin_setting);
   RUN(test_adaptive_spin);
+  RUN(test_handoff);
   printf("all basic ring tests passed\n");
   return 0;
 }
