@@ -1285,7 +1285,8 @@ make_stats (GstIpcRingSink * self)
       "ring-records", G_TYPE_UINT64, info.records,
       "ring-bytes", G_TYPE_UINT64, info.bytes,
       "ring-waits", G_TYPE_UINT64, info.waits,
-      "ring-wakes", G_TYPE_UINT64, info.wakes, NULL);
+      "ring-wakes", G_TYPE_UINT64, info.wakes,
+      "ring-handoffs", G_TYPE_UINT64, info.handoffs, NULL);
   return s;
 }
 
@@ -1446,7 +1447,7 @@ gst_ipc_ring_sink_class_init (GstIpcRingSinkClass * klass)
   properties[PROP_STATS] = g_param_spec_boxed ("stats", "Statistics",
       "buffers, bytes, drops, waits, queued, time-records, upstream-events, fill-level, "
       "capacity, peer-pid, peer-alive, reader-generation, writer-generation and the ring's "
-      "own counters (ring-records, ring-bytes, ring-waits, ring-wakes)",
+      "own counters (ring-records, ring-bytes, ring-waits, ring-wakes, ring-handoffs)",
       GST_TYPE_STRUCTURE, G_PARAM_READABLE | G_PARAM_STATIC_STRINGS);
   g_object_class_install_properties (gobject_class, N_PROPERTIES, properties);
 

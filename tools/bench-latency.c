@@ -12,7 +12,8 @@
  *
  *   latency_us n=N p50=X p90=X p99=X max=X
  *
- * over the buffers after the warm-up. Both in one description measure one
+ * over the buffers after the warm-up, and, for an element named "ipc" with a
+ * "stats" property, a line "stats <its structure>". Both in one description measure one
  * process; split across two processes, CLOCK_MONOTONIC is the same clock on
  * both sides. Exit status 0 on EOS, 1 on an error (printed).
  */
@@ -173,6 +174,20 @@ main (int argc, char **argv)
   if (msg)
     gst_message_unref (msg);
   gst_object_unref (bus);
+  /* An element named "ipc" (ipcringsink or ipcringsrc): its counters. */
+  GstElement *ipc = gst_bin_get_by_name (GST_BIN (pipeline), "ipc");
+  if (ipc && g_object_class_find_property (G_OBJECT_GET_CLASS (ipc), "stats")) {
+    GstStructure *st = NULL;
+    g_object_get (ipc, "stats", &st, NULL);
+    if (st) {
+      gchar *str = gst_structure_to_string (st);
+      printf ("stats %s\n", str);
+      g_free (str);
+      gst_structure_free (st);
+    }
+  }
+  if (ipc)
+    gst_object_unref (ipc);
   gst_element_set_state (pipeline, GST_STATE_NULL);
 
   if (sink && status == 0) {

@@ -274,6 +274,7 @@ GST_START_TEST (test_defaults)
   GstStructure *s = NULL;
   g_object_get (sink, "stats", &s, NULL);
   fail_unless (gst_structure_has_field (s, "waits"));
+  fail_unless (gst_structure_has_field (s, "ring-handoffs"));
   gst_structure_free (s);
   gst_object_unref (src);
   gst_object_unref (sink);
