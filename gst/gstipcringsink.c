@@ -60,6 +60,7 @@ GST_DEBUG_CATEGORY_STATIC (ipcring_sink_debug);
 #define DEFAULT_PERMS 0600
 #define DEFAULT_ON_READER_LOST GST_IPC_RING_ON_READER_LOST_WAIT
 #define DEFAULT_SPIN_TIME (20 * GST_USECOND)
+#define DEFAULT_HANDOFF TRUE
 #define DEFAULT_LEAKY GST_IPC_RING_LEAKY_NONE
 #define DEFAULT_QUEUE_BUFFERS 4
 
@@ -86,6 +87,7 @@ enum
   PROP_PERMS,
   PROP_ON_READER_LOST,
   PROP_SPIN_TIME,
+  PROP_HANDOFF,
   PROP_LEAKY,
   PROP_QUEUE_BUFFERS,
   PROP_STATS,
@@ -108,6 +110,7 @@ struct _GstIpcRingSink
   guint perms;
   GstIpcRingOnReaderLost on_reader_lost;
   guint64 spin_time;
+  gboolean handoff;
   GstIpcRingLeaky leaky;
   guint queue_buffers;
 
@@ -1030,6 +1033,7 @@ gst_ipc_ring_sink_start (GstBaseSink * sink)
   guint64 capacity = self->capacity;
   guint perms = self->perms;
   guint64 spin_time = self->spin_time;
+  gboolean handoff = self->handoff;
   GST_OBJECT_UNLOCK (self);
 
   if (fd >= 0 && path && *path) {
@@ -1130,6 +1134,7 @@ gst_ipc_ring_sink_start (GstBaseSink * sink)
 
   GST_INFO_OBJECT (self, "created ring %s, capacity %" G_GUINT64_FORMAT, path, capacity);
   ipcring_writer_set_spin (w, (int64_t) spin_time);
+  ipcring_writer_set_handoff (w, handoff);
   self->stream_sent = FALSE;
   self->stream_gen = 0;
   self->lost_reported_gen = 0;
@@ -1317,6 +1322,9 @@ gst_ipc_ring_sink_set_property (GObject * object, guint prop_id, const GValue * 
     case PROP_SPIN_TIME:
       self->spin_time = g_value_get_uint64 (value);
       break;
+    case PROP_HANDOFF:
+      self->handoff = g_value_get_boolean (value);
+      break;
     case PROP_LEAKY:
       self->leaky = g_value_get_enum (value);
       break;
@@ -1356,6 +1364,9 @@ gst_ipc_ring_sink_get_property (GObject * object, guint prop_id, GValue * value,
     case PROP_SPIN_TIME:
       g_value_set_uint64 (value, self->spin_time);
       break;
+    case PROP_HANDOFF:
+      g_value_set_boolean (value, self->handoff);
+      break;
     case PROP_LEAKY:
       g_value_set_enum (value, self->leaky);
       break;
@@ -1391,6 +1402,7 @@ gst_ipc_ring_sink_init (GstIpcRingSink * self)
   self->perms = DEFAULT_PERMS;
   self->on_reader_lost = DEFAULT_ON_READER_LOST;
   self->spin_time = DEFAULT_SPIN_TIME;
+  self->handoff = DEFAULT_HANDOFF;
   self->leaky = DEFAULT_LEAKY;
   self->queue_buffers = DEFAULT_QUEUE_BUFFERS;
   g_queue_init (&self->queue);
@@ -1433,6 +1445,11 @@ gst_ipc_ring_sink_class_init (GstIpcRingSinkClass * klass)
       "Nanoseconds a wait for room spins before it sleeps (more: the sink reacts faster "
       "to a reader freeing room, and keeps a CPU busy while it waits)",
       0, GST_SECOND, DEFAULT_SPIN_TIME,
+      G_PARAM_READWRITE | G_PARAM_STATIC_STRINGS | GST_PARAM_MUTABLE_READY);
+  properties[PROP_HANDOFF] = g_param_spec_boolean ("handoff", "Hand-off",
+      "After a buffer that wakes a sleeping source, yield the CPU once so that a source "
+      "woken on this CPU runs at once (halves the latency on an idle stream; off for a "
+      "thread that must keep its CPU)", DEFAULT_HANDOFF,
       G_PARAM_READWRITE | G_PARAM_STATIC_STRINGS | GST_PARAM_MUTABLE_READY);
   properties[PROP_LEAKY] = g_param_spec_enum ("leaky", "Leaky",
       "When the ring is full: wait for room (none), drop the incoming buffer (upstream), "

@@ -1049,6 +1049,57 @@ GST_END_TEST;
  * so that once it has to wrap around the ring's end). One byte more and
  * render returns GST_FLOW_ERROR with a resource error on the bus that names
  * the capacity. */
+/* Hand-off: a buffer that wakes the sleeping source makes the sink yield its
+ * CPU once (ring-handoffs counts it); handoff=false wakes without yielding. */
+GST_START_TEST (test_sink_handoff)
+{
+  announce ("handoff: the sink yields after waking a sleeping source, unless handoff=false");
+  for (gint on = 1; on >= 0; on--) {
+    const gchar *dir = test_dir_new ();
+    gchar *ring = g_build_filename (dir, "ring", NULL);
+    GstHarness *src = src_harness_new (ring, NULL, NULL);
+    GstElement *e = gst_element_factory_make ("ipcringsink", NULL);
+    fail_unless (e != NULL);
+    gboolean dflt = FALSE;
+    g_object_get (e, "handoff", &dflt, NULL);
+    fail_unless (dflt, "handoff is off by default");
+    g_object_set (e, "ring", ring, "capacity", (guint64) 1 << 20, "handoff", on, NULL);
+    GstHarness *sink = gst_harness_new_with_element (e, "sink", NULL);
+    gst_object_unref (e);
+    wait_reader_attached (ring, 1);
+    gst_harness_set_src_caps_str (sink, CAPS_A);
+    for (guint i = 0; i < 3; i++) {
+      /* Long enough for the source to stop spinning and sleep. */
+      g_usleep (30 * 1000);
+      fail_unless_equals_int (gst_harness_push (sink, gst_buffer_new_allocate (NULL, 64,
+                  NULL)), GST_FLOW_OK);
+      GstBuffer *got = pull_buffer (src);
+      fail_unless (got != NULL, "buffer %u did not arrive", i);
+      gst_buffer_unref (got);
+    }
+    GstStructure *st = NULL;
+    g_object_get (sink->element, "stats", &st, NULL);
+    guint64 wakes = 0, handoffs = 0;
+    fail_unless (gst_structure_get_uint64 (st, "ring-wakes", &wakes));
+    fail_unless (gst_structure_get_uint64 (st, "ring-handoffs", &handoffs));
+    gst_structure_free (st);
+    GST_INFO ("handoff=%d: %" G_GUINT64_FORMAT " wakes, %" G_GUINT64_FORMAT " hand-offs",
+        on, wakes, handoffs);
+    fail_unless (wakes >= 1, "the source never slept between buffers 30 ms apart");
+    if (on)
+      fail_unless (handoffs >= 1 && handoffs <= wakes, "%" G_GUINT64_FORMAT " hand-offs for %"
+          G_GUINT64_FORMAT " wakes", handoffs, wakes);
+    else
+      fail_unless_equals_uint64 (handoffs, 0);
+    push_eos_bounded (sink);
+    gst_harness_teardown (sink);
+    gst_harness_teardown (src);
+    g_free (ring);
+  }
+}
+
+GST_END_TEST;
+
 GST_START_TEST (test_largest_buffer)
 {
   announce ("capacity-56 bytes pass, one more is a clear error");
@@ -2257,6 +2308,7 @@ ipcring_elements_suite (void)
   tcase_add_test (tc, test_stream_carried_exactly);
   tcase_add_test (tc, test_src_keeps_stream_segment);
   tcase_add_test (tc, test_caps_renegotiation);
+  tcase_add_test (tc, test_sink_handoff);
   tcase_add_test (tc, test_largest_buffer);
   tcase_add_test (tc, test_fd_rings);
   tcase_add_test (tc, test_sink_without_ring);
