@@ -380,6 +380,8 @@ struct ipcring_info {
   uint64_t waits;           /* blocking calls that had to sleep */
   uint64_t wakes;           /* futex wakes issued for the peer */
   uint64_t handoffs;        /* writer: wakes of the reader followed by a yield */
+  uint64_t looks;           /* loads of the peer's index once this side's copy was used up
+                             * (reader: for data; writer: for room) */
 };
 
 /* Fill info (peer_alive costs one system call). */
