@@ -1653,6 +1653,28 @@ static void *push_late(void *arg)
   return NULL;
 }
 
+/* Read n records that pusher, in a thread of its own, writes. */
+static void read_records(struct pair *p, int n, void *(*pusher)(void *), void *arg)
+{
+  pthread_t th;
+  CHECK(pthread_create(&th, NULL, pusher, arg) == 0, "thread");
+  for (int i = 0; i < n; i++) {
+    const void *ptr;
+    size_t len;
+    uint32_t tag;
+    CHECK_RC(ipcring_reader_peek(p->r, &ptr, &len, &tag, 5 * SEC), 0);
+    CHECK_RC(ipcring_reader_release(p->r), 0);
+  }
+  pthread_join(th, NULL);
+}
+
+/* Read one record that the writer pushes delay_ms into the reader's wait. */
+static void read_one_late(struct pair *p, int delay_ms)
+{
+  struct late_push lp = { p->w, delay_ms };
+  read_records(p, 1, push_late, &lp);
+}
+
 /* A longer spin keeps a waiting reader awake: a record that comes 20 ms
  * into a peek is found without sleeping (the waits counter stays put),
  * while the default 20 us spin sleeps on the futex. */
@@ -1664,15 +1686,7 @@ static void test_spin_setting(void)
     ipcring_reader_set_spin(p.r, longspin ? 900 * MS : -1);
     struct ipcring_info before, after;
     ipcring_reader_info(p.r, &before);
-    struct late_push lp = { p.w, 20 };
-    pthread_t th;
-    CHECK(pthread_create(&th, NULL, push_late, &lp) == 0, "thread");
-    const void *ptr;
-    size_t len;
-    uint32_t tag;
-    CHECK_RC(ipcring_reader_peek(p.r, &ptr, &len, &tag, 5 * SEC), 0);
-    CHECK_RC(ipcring_reader_release(p.r), 0);
-    pthread_join(th, NULL);
+    read_one_late(&p, 20);
     ipcring_reader_info(p.r, &after);
     printf("  spin %s: %llu sleeps\n", longspin ? "900 ms" : "default",
            (unsigned long long)(after.waits - before.waits));
@@ -1696,15 +1710,7 @@ static void test_handoff(void)
     ipcring_writer_set_handoff(p.w, on);
     struct ipcring_info before, after;
     ipcring_writer_info(p.w, &before);
-    struct late_push lp = { p.w, 20 };
-    pthread_t th;
-    CHECK(pthread_create(&th, NULL, push_late, &lp) == 0, "thread");
-    const void *ptr;
-    size_t len;
-    uint32_t tag;
-    CHECK_RC(ipcring_reader_peek(p.r, &ptr, &len, &tag, 5 * SEC), 0);
-    CHECK_RC(ipcring_reader_release(p.r), 0);
-    pthread_join(th, NULL);
+    read_one_late(&p, 20);
     ipcring_writer_info(p.w, &after);
     printf("  hand-off %s: %llu wake(s), %llu hand-off(s)\n", on ? "on" : "off",
            (unsigned long long)(after.wakes - before.wakes),
@@ -1756,16 +1762,7 @@ static void test_adaptive_spin(void)
   struct ipcring_info before, after;
   ipcring_reader_info(p.r, &before);
   struct paced_push pp = { p.w, 300, 200 * 1000 };
-  pthread_t th;
-  CHECK(pthread_create(&th, NULL, push_paced, &pp) == 0, "thread");
-  for (int i = 0; i < pp.n; i++) {
-    const void *ptr;
-    size_t len;
-    uint32_t tag;
-    CHECK_RC(ipcring_reader_peek(p.r, &ptr, &len, &tag, 5 * SEC), 0);
-    CHECK_RC(ipcring_reader_release(p.r), 0);
-  }
-  pthread_join(th, NULL);
+  read_records(&p, pp.n, push_paced, &pp);
   ipcring_reader_info(p.r, &after);
   uint64_t sleeps = after.waits - before.waits;
   printf("  300 records 200 us apart: the reader slept %llu times\n", (unsigned long long)sleeps);
@@ -1802,16 +1799,7 @@ static void test_reader_batches(void)
   struct ipcring_info before, after;
   ipcring_reader_info(p.r, &before);
   struct paced_push pp = { p.w, 20000, 1000 };
-  pthread_t th;
-  CHECK(pthread_create(&th, NULL, push_busy_paced, &pp) == 0, "thread");
-  for (int i = 0; i < pp.n; i++) {
-    const void *ptr;
-    size_t len;
-    uint32_t tag;
-    CHECK_RC(ipcring_reader_peek(p.r, &ptr, &len, &tag, 5 * SEC), 0);
-    CHECK_RC(ipcring_reader_release(p.r), 0);
-  }
-  pthread_join(th, NULL);
+  read_records(&p, pp.n, push_busy_paced, &pp);
   ipcring_reader_info(p.r, &after);
   uint64_t looks = after.looks - before.looks;
   double per_look = (double)pp.n / (double)(looks ? looks : 1);
