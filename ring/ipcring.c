@@ -115,7 +115,8 @@ struct ipcring_side {
   int failed;   /* sticky -EPROTO */
   _Atomic int interrupted;
   int batch_looks;  /* reader: adapt look_pauses (LOOK_PAUSES_MAX) */
-  unsigned look_pauses; /* pauses before a wait's first look */
+  unsigned look_pauses; /* pauses before a wait's first look; written only with
+                         * batch_looks, by the reader's one waiting thread */
   int64_t spin_ns;  /* how long a wait spins before it sleeps, at least */
   int64_t spin_cur; /* adapted: up to ADAPT_MAX_NS (racy between two waiters: harmless) */
   uint64_t records, bytes;
@@ -376,7 +377,8 @@ static int side_wait(struct ipcring_side *s, _Atomic uint32_t *word, poll_fn pol
     }
   }
 
-  s->look_pauses = SPIN_PAUSES;
+  if (s->batch_looks)
+    s->look_pauses = SPIN_PAUSES;
   atomic_fetch_add_explicit(&s->waits, 1, memory_order_relaxed);
   for (;;) {
     /* Announce, then re-check: pairs with the fence in wake_peer() and with
