@@ -197,6 +197,8 @@ struct _GstIpcRingSrc
   GstEvent *own_stream_start;   /* the carried ones we pushed, to tell them */
   GstEvent *own_segment;        /* apart from GstBaseSrc's in the pad probe */
   gboolean segment_delivered;   /* own_segment went downstream */
+  gboolean segment_deferred;    /* own_segment came before any caps: it waits for
+                                 * them (or for data) */
   gint64 segment_delivered_offset;      /* with this running-time offset */
   gboolean restore_segment;     /* GstBaseSrc stored its segment over ours */
   gint resend_segment;          /* a flush-stop took the segment away (atomic: the
@@ -396,7 +398,7 @@ static void
 resend_own_segment (GstIpcRingSrc * self)
 {
   if (!g_atomic_int_compare_and_exchange (&self->resend_segment, TRUE, FALSE)
-      || !self->own_segment)
+      || !self->own_segment || self->segment_deferred)
     return;
   GST_DEBUG_OBJECT (self, "flushed: sending the stream's segment again");
   self->restore_segment = FALSE;
@@ -407,7 +409,7 @@ resend_own_segment (GstIpcRingSrc * self)
 static void
 restore_own_segment (GstIpcRingSrc * self)
 {
-  if (!self->restore_segment || !self->own_segment)
+  if (!self->restore_segment || !self->own_segment || self->segment_deferred)
     return;
   self->restore_segment = FALSE;
   gst_pad_store_sticky_event (GST_BASE_SRC_PAD (self), self->own_segment);
@@ -428,10 +430,22 @@ ensure_stream_start (GstIpcRingSrc * self)
   self->stream_id = id;
 }
 
+/* A segment that came before any caps goes out now: caps came, or data
+ * comes without them. */
+static void
+push_deferred_segment (GstIpcRingSrc * self)
+{
+  if (!self->segment_deferred)
+    return;
+  self->segment_deferred = FALSE;
+  push_own (self, gst_event_ref (self->own_segment));
+}
+
 static void
 ensure_segment (GstIpcRingSrc * self)
 {
   ensure_stream_start (self);
+  push_deferred_segment (self);
   if (self->sent_segment)
     return;
   gst_segment_init (&self->segment, GST_FORMAT_TIME);
@@ -693,6 +707,18 @@ handle_event (GstIpcRingSrc * self, GstEvent * event)
       ensure_stream_start (self);
       gst_segment_copy_into (seg, &self->segment);
       self->sent_segment = TRUE;
+      if (!gst_pad_has_current_caps (GST_BASE_SRC_PAD (self))) {
+        /* Stream-start, caps, segment is the order GStreamer wants (a
+         * segment stored before caps draws a misordering warning, and a
+         * producer restarted between its segment and its caps writes them
+         * so): keep it until the caps, or data, come. */
+        GST_DEBUG_OBJECT (self, "segment before caps: holding it until the caps come");
+        gst_event_replace (&self->own_segment, event);
+        gst_event_unref (event);
+        self->segment_deferred = TRUE;
+        return GST_FLOW_OK;
+      }
+      self->segment_deferred = FALSE;
       push_own (self, event);
       return GST_FLOW_OK;
     }
@@ -774,6 +800,8 @@ handle_caps (GstIpcRingSrc * self, GstCaps * caps)
   gst_caps_replace (&self->pending_caps, NULL);
   choose_payload (self);
   gst_caps_unref (caps);
+  if (ok)
+    push_deferred_segment (self);
   if (!ok) {
     GST_ELEMENT_ERROR (self, CORE, NEGOTIATION,
         ("Downstream does not accept the stream's caps."),
@@ -1685,6 +1713,7 @@ gst_ipc_ring_src_start (GstBaseSrc * bsrc)
   g_clear_pointer (&self->stream_id, g_free);
   gst_event_replace (&self->own_stream_start, NULL);
   gst_event_replace (&self->own_segment, NULL);
+  self->segment_deferred = FALSE;
   self->segment_delivered = FALSE;
   self->restore_segment = FALSE;
   g_atomic_int_set (&self->resend_segment, FALSE);
@@ -1987,6 +2016,7 @@ gst_ipc_ring_src_finalize (GObject * object)
   gst_caps_replace (&self->pending_caps, NULL);
   gst_event_replace (&self->own_stream_start, NULL);
   gst_event_replace (&self->own_segment, NULL);
+  self->segment_deferred = FALSE;
   g_hash_table_unref (self->unknown_tags);
   g_array_unref (self->prefetch);
   g_mutex_clear (&self->lock);

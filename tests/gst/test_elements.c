@@ -2001,6 +2001,66 @@ count_pad_warnings (const gchar * regex, gint * counter)
       counter, NULL);
 }
 
+/* Regression (a stress run of both sides restarting): a producer whose
+ * segment came before its caps (its upstream restarted it between the two)
+ * wrote them in that order, and the src stored the segment on its pad
+ * before any caps, which GStreamer warns about ("Sticky event misordering").
+ * The src holds such a segment until the caps come. */
+GST_START_TEST (test_src_segment_before_caps)
+{
+  announce ("a producer's segment before its caps: the src sends caps first");
+  const gchar *dir = test_dir_new ();
+  gchar *ring = g_build_filename (dir, "ring", NULL);
+  OrderLog log;
+  GstHarness *src = src_harness_new (ring, NULL, &log);
+  GstHarness *sink = sink_harness_new (ring, 1u << 20, NULL);
+  wait_reader_attached (ring, 1);
+  /* The producer's pads (the harness's that feeds the sink, and the sink's)
+   * warn about the order they are given: expected here. The pads after the
+   * src must not. */
+  gint sink_warnings = 0;
+  GstCheckLogFilter *filter = count_pad_warnings ("<(ipcringsink[0-9]*:sink|'':src)> Sticky "
+      "event misordering", &sink_warnings);
+
+  GstSegment seg;
+  gst_segment_init (&seg, GST_FORMAT_TIME);
+  seg.base = 2 * GST_SECOND;
+  fail_unless (gst_harness_push_event (sink, gst_event_new_stream_start ("s")));
+  fail_unless (gst_harness_push_event (sink, gst_event_new_segment (&seg)));
+  GstCaps *test_caps = gst_caps_new_empty_simple ("application/x-test");
+  fail_unless (gst_harness_push_event (sink, gst_event_new_caps (test_caps)));
+  gst_caps_unref (test_caps);
+  fail_unless_equals_int (gst_harness_push (sink, make_buffer (0, 100, 1, 0)), GST_FLOW_OK);
+  GstBuffer *got = pull_buffer (src);
+  fail_unless (got != NULL);
+  gst_buffer_unref (got);
+  push_eos_bounded (sink);
+  GstEvent *eos = pull_event_of_type_any_until_eos (src);
+  gst_event_unref (eos);
+
+  gchar *order = order_log_get (&log);
+  g_print ("    order: %s (the sink's pad warned %d time(s))\n", order, sink_warnings);
+  fail_unless_equals_string (order, "stream-start caps:application/x-test segment buffer eos");
+  g_free (order);
+  GstPad *srcpad = gst_element_get_static_pad (src->element, "src");
+  GstEvent *ev = gst_pad_get_sticky_event (srcpad, GST_EVENT_SEGMENT, 0);
+  fail_unless (ev != NULL);
+  const GstSegment *out;
+  gst_event_parse_segment (ev, &out);
+  check_segment_equal (out, &seg);
+  gst_event_unref (ev);
+  gst_object_unref (srcpad);
+
+  gst_check_remove_log_filter (filter);
+  gst_harness_teardown (sink);
+  gst_harness_teardown (src);
+  order_log_free (&log);
+  g_free (ring);
+  test_dir_cleanup ();
+}
+
+GST_END_TEST;
+
 /* With an offset on the src's pad (gst_pad_set_offset, 1 s, set before it
  * starts) downstream gets stream-start, caps and the stream's segment before
  * the first buffer, the segment with the offset added to its base as GstPad
@@ -2312,6 +2372,7 @@ ipcring_elements_suite (void)
   tcase_add_test (tc, test_src_keeps_stream_segment);
   tcase_add_test (tc, test_caps_renegotiation);
   tcase_add_test (tc, test_sink_handoff);
+  tcase_add_test (tc, test_src_segment_before_caps);
   tcase_add_test (tc, test_largest_buffer);
   tcase_add_test (tc, test_fd_rings);
   tcase_add_test (tc, test_sink_without_ring);
