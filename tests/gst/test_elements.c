@@ -899,6 +899,69 @@ GST_START_TEST (test_stream_carried_exactly)
 
 GST_END_TEST;
 
+/* A src harness logging what reaches it, then a sink harness, on a ring in
+ * a fresh test directory, the src attached: returns the ring's path. */
+static gchar *
+ordered_pair_new (OrderLog * log, guint64 capacity, GstHarness ** src, GstHarness ** sink)
+{
+  gchar *ring = g_build_filename (test_dir_new (), "ring", NULL);
+  *src = src_harness_new (ring, NULL, log);
+  *sink = sink_harness_new (ring, capacity, NULL);
+  wait_reader_attached (ring, 1);
+  return ring;
+}
+
+/* Push buf into the sink; it must come out of the src. */
+static void
+push_pull_one (GstHarness * sink, GstHarness * src, GstBuffer * buf)
+{
+  fail_unless_equals_int (gst_harness_push (sink, buf), GST_FLOW_OK);
+  GstBuffer *got = pull_buffer (src);
+  fail_unless (got != NULL);
+  gst_buffer_unref (got);
+}
+
+/* End the stream and compare what reached the src's downstream with want. */
+static void
+check_order_after_eos (GstHarness * sink, GstHarness * src, OrderLog * log, const gchar * want)
+{
+  push_eos_bounded (sink);
+  GstEvent *eos = pull_event_of_type_any_until_eos (src);
+  gst_event_unref (eos);
+  gchar *order = order_log_get (log);
+  g_print ("    order: %s\n", order);
+  fail_unless_equals_string (order, want);
+  g_free (order);
+}
+
+/* The segment stored on the src's pad and on the harness's pad after it. */
+static void
+check_sticky_segments (GstHarness * src, const GstSegment * want)
+{
+  GstPad *srcpad = gst_element_get_static_pad (src->element, "src");
+  GstPad *pads[] = { src->sinkpad, srcpad };
+  for (guint i = 0; i < G_N_ELEMENTS (pads); i++) {
+    GstEvent *ev = gst_pad_get_sticky_event (pads[i], GST_EVENT_SEGMENT, 0);
+    fail_unless (ev != NULL);
+    const GstSegment *got;
+    gst_event_parse_segment (ev, &got);
+    check_segment_equal (got, want);
+    gst_event_unref (ev);
+  }
+  gst_object_unref (srcpad);
+}
+
+/* The end of a test with a sink harness, a src harness and its order log. */
+static void
+teardown_ordered (GstHarness * sink, GstHarness * src, OrderLog * log, gchar * ring)
+{
+  gst_harness_teardown (sink);
+  gst_harness_teardown (src);
+  order_log_free (log);
+  g_free (ring);
+  test_dir_cleanup ();
+}
+
 /* The src keeps the stream's segment: downstream sees exactly the one
  * segment the sink sent, also when a serialized event (a tag update, as
  * encoders send mid-stream) follows buffers, and both the src pad's and the
@@ -911,12 +974,9 @@ GST_END_TEST;
 GST_START_TEST (test_src_keeps_stream_segment)
 {
   announce ("the src never lets its base class's default segment through");
-  const gchar *dir = test_dir_new ();
-  gchar *ring = g_build_filename (dir, "ring", NULL);
   OrderLog log;
-  GstHarness *src = src_harness_new (ring, NULL, &log);
-  GstHarness *sink = sink_harness_new (ring, 1u << 20, NULL);
-  wait_reader_attached (ring, 1);
+  GstHarness *src, *sink;
+  gchar *ring = ordered_pair_new (&log, 1u << 20, &src, &sink);
 
   GstCaps *test_caps = gst_caps_new_empty_simple ("application/x-test");
   fail_unless (gst_harness_push_event (sink, gst_event_new_caps (test_caps)));
@@ -934,38 +994,13 @@ GST_START_TEST (test_src_keeps_stream_segment)
                   (GST_TAG_BITRATE, 64000, NULL))));
     GstBuffer *buf = make_buffer (i, 100, 1, i == 0 ? GST_BUFFER_FLAG_DISCONT : 0);
     GST_BUFFER_PTS (buf) = 10 * GST_SECOND + i * GST_SECOND;
-    fail_unless_equals_int (gst_harness_push (sink, buf), GST_FLOW_OK);
-    GstBuffer *got = pull_buffer (src);
-    fail_unless (got != NULL);
-    gst_buffer_unref (got);
+    push_pull_one (sink, src, buf);
   }
-  push_eos_bounded (sink);
-  GstEvent *eos = pull_event_of_type_any_until_eos (src);
-  gst_event_unref (eos);
-
-  gchar *order = order_log_get (&log);
-  g_print ("    order: %s\n", order);
-  fail_unless_equals_string (order,
+  check_order_after_eos (sink, src, &log,
       "stream-start caps:application/x-test segment buffer tag buffer eos");
-  g_free (order);
 
-  GstPad *srcpad = gst_element_get_static_pad (src->element, "src");
-  GstPad *pads[] = { src->sinkpad, srcpad };
-  for (guint i = 0; i < G_N_ELEMENTS (pads); i++) {
-    GstEvent *ev = gst_pad_get_sticky_event (pads[i], GST_EVENT_SEGMENT, 0);
-    fail_unless (ev != NULL);
-    const GstSegment *got;
-    gst_event_parse_segment (ev, &got);
-    check_segment_equal (got, &seg);
-    gst_event_unref (ev);
-  }
-  gst_object_unref (srcpad);
-
-  gst_harness_teardown (sink);
-  gst_harness_teardown (src);
-  order_log_free (&log);
-  g_free (ring);
-  test_dir_cleanup ();
+  check_sticky_segments (src, &seg);
+  teardown_ordered (sink, src, &log, ring);
 }
 
 GST_END_TEST;
@@ -1955,15 +1990,7 @@ GST_START_TEST (test_src_segment_after_flush)
   }
   fail_unless_equals_int (n, G_N_ELEMENTS (want));
 
-  GstPad *pads[] = { src->sinkpad, srcpad };
-  for (guint i = 0; i < G_N_ELEMENTS (pads); i++) {
-    GstEvent *ev = gst_pad_get_sticky_event (pads[i], GST_EVENT_SEGMENT, 0);
-    fail_unless (ev != NULL);
-    const GstSegment *got;
-    gst_event_parse_segment (ev, &got);
-    check_segment_equal (got, &segs[2]);
-    gst_event_unref (ev);
-  }
+  check_sticky_segments (src, &segs[2]);
   gst_object_unref (srcpad);
   assert_no_error (bus);
 
@@ -2009,12 +2036,9 @@ count_pad_warnings (const gchar * regex, gint * counter)
 GST_START_TEST (test_src_segment_before_caps)
 {
   announce ("a producer's segment before its caps: the src sends caps first");
-  const gchar *dir = test_dir_new ();
-  gchar *ring = g_build_filename (dir, "ring", NULL);
   OrderLog log;
-  GstHarness *src = src_harness_new (ring, NULL, &log);
-  GstHarness *sink = sink_harness_new (ring, 1u << 20, NULL);
-  wait_reader_attached (ring, 1);
+  GstHarness *src, *sink;
+  gchar *ring = ordered_pair_new (&log, 1u << 20, &src, &sink);
   /* The producer's pads (the harness's that feeds the sink, and the sink's)
    * warn about the order they are given: expected here. The pads after the
    * src must not. */
@@ -2030,33 +2054,12 @@ GST_START_TEST (test_src_segment_before_caps)
   GstCaps *test_caps = gst_caps_new_empty_simple ("application/x-test");
   fail_unless (gst_harness_push_event (sink, gst_event_new_caps (test_caps)));
   gst_caps_unref (test_caps);
-  fail_unless_equals_int (gst_harness_push (sink, make_buffer (0, 100, 1, 0)), GST_FLOW_OK);
-  GstBuffer *got = pull_buffer (src);
-  fail_unless (got != NULL);
-  gst_buffer_unref (got);
-  push_eos_bounded (sink);
-  GstEvent *eos = pull_event_of_type_any_until_eos (src);
-  gst_event_unref (eos);
-
-  gchar *order = order_log_get (&log);
-  g_print ("    order: %s (the sink's pad warned %d time(s))\n", order, sink_warnings);
-  fail_unless_equals_string (order, "stream-start caps:application/x-test segment buffer eos");
-  g_free (order);
-  GstPad *srcpad = gst_element_get_static_pad (src->element, "src");
-  GstEvent *ev = gst_pad_get_sticky_event (srcpad, GST_EVENT_SEGMENT, 0);
-  fail_unless (ev != NULL);
-  const GstSegment *out;
-  gst_event_parse_segment (ev, &out);
-  check_segment_equal (out, &seg);
-  gst_event_unref (ev);
-  gst_object_unref (srcpad);
-
+  push_pull_one (sink, src, make_buffer (0, 100, 1, 0));
+  check_order_after_eos (sink, src, &log, "stream-start caps:application/x-test segment buffer eos");
+  g_print ("    the producer's pads warned %d time(s)\n", sink_warnings);
+  check_sticky_segments (src, &seg);
   gst_check_remove_log_filter (filter);
-  gst_harness_teardown (sink);
-  gst_harness_teardown (src);
-  order_log_free (&log);
-  g_free (ring);
-  test_dir_cleanup ();
+  teardown_ordered (sink, src, &log, ring);
 }
 
 GST_END_TEST;
