@@ -904,7 +904,7 @@ GST_END_TEST;
 static gchar *
 ordered_pair_new (OrderLog * log, guint64 capacity, GstHarness ** src, GstHarness ** sink)
 {
-  gchar *ring = g_build_filename (test_dir_new (), "ring", NULL);
+  gchar *ring = ring_path_new ();
   *src = src_harness_new (ring, NULL, log);
   *sink = sink_harness_new (ring, capacity, NULL);
   wait_reader_attached (ring, 1);
@@ -1090,8 +1090,7 @@ GST_START_TEST (test_sink_handoff)
 {
   announce ("handoff: the sink yields after waking a sleeping source, unless handoff=false");
   for (gint on = 1; on >= 0; on--) {
-    const gchar *dir = test_dir_new ();
-    gchar *ring = g_build_filename (dir, "ring", NULL);
+    gchar *ring = ring_path_new ();
     GstHarness *src = src_harness_new (ring, NULL, NULL);
     GstElement *e = gst_element_factory_make ("ipcringsink", NULL);
     fail_unless (e != NULL);

@@ -227,6 +227,18 @@ static GstEvent *pull_upstream_at (GstHarness * sink, GstHarness * src, guint * 
 #define PTS_OF(i) (10 * GST_SECOND + (i) * 10 * MSEC)
 #define RT_OF(i) (1 * GST_SECOND + (i) * 10 * MSEC)
 
+/* The end of a test with a timed producer: both harnesses, the system
+ * clock, the ring's path and the test's directory. */
+static void
+end_timed (GstHarness * src, GstHarness * sink, GstClock * sys, gchar * ring)
+{
+  gst_harness_teardown (src);
+  gst_harness_teardown (sink);
+  gst_object_unref (sys);
+  g_free (ring);
+  test_dir_cleanup ();
+}
+
 /* ---- The clock ---------------------------------------------------------- */
 
 GST_START_TEST (test_system_clock_is_clock_monotonic)
@@ -380,11 +392,7 @@ GST_START_TEST (test_running_time_monotonic)
   fail_unless (gst_video_event_parse_upstream_force_key_unit (ev, &rt, &all, &count));
   fail_unless_equals_uint64 (rt, 2 * GST_SECOND + 1050 * MSEC);
   gst_event_unref (ev);
-  gst_harness_teardown (src);
-  gst_harness_teardown (sink);
-  gst_object_unref (sys);
-  g_free (ring);
-  test_dir_cleanup ();
+  end_timed (src, sink, sys, ring);
 }
 
 GST_END_TEST;
@@ -414,12 +422,8 @@ GST_START_TEST (test_running_time_realtime_consumer)
     gst_buffer_unref (buf);
   }
   no_more_buffers (src);
-  gst_harness_teardown (src);
-  gst_harness_teardown (sink);
   gst_object_unref (rt);
-  gst_object_unref (sys);
-  g_free (ring);
-  test_dir_cleanup ();
+  end_timed (src, sink, sys, ring);
 }
 
 GST_END_TEST;
@@ -439,11 +443,7 @@ GST_START_TEST (test_restart)
     fail_unless_equals_uint64 (GST_BUFFER_DTS (buf), i * 10 * MSEC);
     gst_buffer_unref (buf);
   }
-  gst_harness_teardown (src);
-  gst_harness_teardown (sink);
-  gst_object_unref (sys);
-  g_free (ring);
-  test_dir_cleanup ();
+  end_timed (src, sink, sys, ring);
 }
 
 GST_END_TEST;
@@ -469,11 +469,7 @@ GST_START_TEST (test_passthrough)
     fail_unless_equals_uint64 (GST_BUFFER_PTS (buf), PTS_OF (i));
     gst_buffer_unref (buf);
   }
-  gst_harness_teardown (src);
-  gst_harness_teardown (sink);
-  gst_object_unref (sys);
-  g_free (ring);
-  test_dir_cleanup ();
+  end_timed (src, sink, sys, ring);
 }
 
 GST_END_TEST;
@@ -515,11 +511,7 @@ GST_START_TEST (test_latency_query)
   src = src_harness_new (ring, NULL, bp, "is-live", FALSE, NULL);
   g_object_get (src->element, "is-live", &is_live, NULL);
   fail_if (is_live, "is-live=false was not kept");
-  gst_harness_teardown (src);
-  gst_harness_teardown (sink);
-  gst_object_unref (sys);
-  g_free (ring);
-  test_dir_cleanup ();
+  end_timed (src, sink, sys, ring);
 }
 
 GST_END_TEST;
@@ -962,11 +954,7 @@ GST_START_TEST (test_running_time_qos_not_movable)
   fail_unless (buf != NULL, "the buffer written after the QoS events never came");
   assert_close (GST_BUFFER_PTS (buf), 3 * GST_SECOND, "PTS", 1000);
   gst_buffer_unref (buf);
-  gst_harness_teardown (src);
-  gst_harness_teardown (sink);
-  gst_object_unref (sys);
-  g_free (ring);
-  test_dir_cleanup ();
+  end_timed (src, sink, sys, ring);
 }
 
 GST_END_TEST;
