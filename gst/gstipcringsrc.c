@@ -388,6 +388,16 @@ push_own (GstIpcRingSrc * self, GstEvent * event)
   else if (GST_EVENT_TYPE (event) == GST_EVENT_SEGMENT) {
     gst_event_replace (&self->own_segment, event);
     self->segment_delivered = FALSE;
+    /* Stream-start, caps, segment is the order GStreamer wants (a segment
+     * stored before caps draws a misordering warning, and a producer
+     * restarted between its segment and its caps writes them so): before
+     * any caps, the segment waits for them (push_deferred_segment()). */
+    self->segment_deferred = !gst_pad_has_current_caps (GST_BASE_SRC_PAD (self));
+    if (self->segment_deferred) {
+      GST_DEBUG_OBJECT (self, "segment before caps: holding it until the caps come");
+      gst_event_unref (event);
+      return TRUE;
+    }
   }
   return gst_pad_push_event (GST_BASE_SRC_PAD (self), event);
 }
@@ -430,22 +440,21 @@ ensure_stream_start (GstIpcRingSrc * self)
   self->stream_id = id;
 }
 
-/* A segment that came before any caps goes out now: caps came, or data
- * comes without them. */
+/* A segment that came before any caps goes out now: the caps came, or an
+ * event that needs it comes without them. */
 static void
 push_deferred_segment (GstIpcRingSrc * self)
 {
   if (!self->segment_deferred)
     return;
   self->segment_deferred = FALSE;
-  push_own (self, gst_event_ref (self->own_segment));
+  gst_pad_push_event (GST_BASE_SRC_PAD (self), gst_event_ref (self->own_segment));
 }
 
 static void
 ensure_segment (GstIpcRingSrc * self)
 {
   ensure_stream_start (self);
-  push_deferred_segment (self);
   if (self->sent_segment)
     return;
   gst_segment_init (&self->segment, GST_FORMAT_TIME);
@@ -707,18 +716,6 @@ handle_event (GstIpcRingSrc * self, GstEvent * event)
       ensure_stream_start (self);
       gst_segment_copy_into (seg, &self->segment);
       self->sent_segment = TRUE;
-      if (!gst_pad_has_current_caps (GST_BASE_SRC_PAD (self))) {
-        /* Stream-start, caps, segment is the order GStreamer wants (a
-         * segment stored before caps draws a misordering warning, and a
-         * producer restarted between its segment and its caps writes them
-         * so): keep it until the caps, or data, come. */
-        GST_DEBUG_OBJECT (self, "segment before caps: holding it until the caps come");
-        gst_event_replace (&self->own_segment, event);
-        gst_event_unref (event);
-        self->segment_deferred = TRUE;
-        return GST_FLOW_OK;
-      }
-      self->segment_deferred = FALSE;
       push_own (self, event);
       return GST_FLOW_OK;
     }
@@ -734,6 +731,7 @@ handle_event (GstIpcRingSrc * self, GstEvent * event)
         gst_event_set_seqnum (event, seqnum);
       }
       ensure_segment (self);
+      push_deferred_segment (self);     /* a gap needs its segment, caps or not */
       push_own (self, event);
       return GST_FLOW_OK;
     default:
