@@ -1132,6 +1132,7 @@ static int writer_make_room(struct ipcring_writer *w, size_t len, int64_t timeou
       w->hot_checked = w->cidx;
       /* Pairs with the reader's release store in reader_publish(). */
       uint64_t r = ipcring_load_acquire_u64(&w->s.sh->read_index);
+      w->s.looks++;
       if (!indices_ok(r, w->widx, w->s.cap))
         return side_fail(&w->s);
       w->cached_r = r;
