@@ -1120,8 +1120,8 @@ GST_START_TEST (test_sink_handoff)
     fail_unless (gst_structure_get_uint64 (st, "ring-wakes", &wakes));
     fail_unless (gst_structure_get_uint64 (st, "ring-handoffs", &handoffs));
     gst_structure_free (st);
-    GST_INFO ("handoff=%d: %" G_GUINT64_FORMAT " wakes, %" G_GUINT64_FORMAT " hand-offs",
-        on, wakes, handoffs);
+    g_print ("    handoff=%s: %" G_GUINT64_FORMAT " wake(s), %" G_GUINT64_FORMAT " hand-off(s)\n",
+        on ? "true" : "false", wakes, handoffs);
     fail_unless (wakes >= 1, "the source never slept between buffers 30 ms apart");
     if (on)
       fail_unless (handoffs >= 1 && handoffs <= wakes, "%" G_GUINT64_FORMAT " hand-offs for %"
