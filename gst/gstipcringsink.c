@@ -139,6 +139,8 @@ struct _GstIpcRingSink
   /* streaming thread only */
   guint64 stream_gen;           /* reader generation the last STRM was for */
   gboolean stream_sent;
+  gboolean have_caps;           /* a caps event was taken since start */
+  gboolean warned_no_caps;
   gint64 next_liveness_check;
   guint64 lost_reported_gen;
   gboolean error_posted;        /* one error per run: later calls just fail */
@@ -924,6 +926,21 @@ gst_ipc_ring_sink_render (GstBaseSink * sink, GstBuffer * buf)
 static GstFlowReturn
 render_buffer (GstIpcRingSink * self, GstBuffer * buf)
 {
+  /* A buffer the consumer could not describe: refuse it rather than write
+   * it, as the source would fail on it. GstPad lets one through when a
+   * sticky caps event is lost, as when the pad is deactivated and
+   * reactivated while an upstream thread is between its caps and its push;
+   * upstream then sends the caps again or fails with not-negotiated. */
+  if (G_UNLIKELY (!self->have_caps)) {
+    if (!self->warned_no_caps)
+      GST_ELEMENT_WARNING (self, CORE, NEGOTIATION, ("Refused a buffer that came before any "
+              "caps."), ("The consumer needs the caps of a stream before its data; "
+              "upstream must send a caps event first."));
+    else
+      GST_DEBUG_OBJECT (self, "refused %" GST_PTR_FORMAT ": no caps yet", buf);
+    self->warned_no_caps = TRUE;
+    return GST_FLOW_NOT_NEGOTIATED;
+  }
   poll_upstream (self);
   GstFlowReturn ret = check_reader (self);
   if (ret == GST_FLOW_OK)
@@ -1019,7 +1036,13 @@ gst_ipc_ring_sink_event (GstBaseSink * sink, GstEvent * event)
     gst_event_unref (event);
     return FALSE;
   }
-  return GST_BASE_SINK_CLASS (gst_ipc_ring_sink_parent_class)->event (sink, event);
+  gboolean caps = GST_EVENT_TYPE (event) == GST_EVENT_CAPS;
+  gboolean ok = GST_BASE_SINK_CLASS (gst_ipc_ring_sink_parent_class)->event (sink, event);
+  /* The pad stores the caps, which a new reader gets (ensure_stream), only
+   * when this returns TRUE. */
+  if (ok && caps)
+    self->have_caps = TRUE;
+  return ok;
 }
 
 static gboolean
@@ -1137,6 +1160,8 @@ gst_ipc_ring_sink_start (GstBaseSink * sink)
   ipcring_writer_set_handoff (w, handoff);
   self->stream_sent = FALSE;
   self->stream_gen = 0;
+  self->have_caps = FALSE;
+  self->warned_no_caps = FALSE;
   self->lost_reported_gen = 0;
   self->next_liveness_check = 0;
   self->error_posted = FALSE;

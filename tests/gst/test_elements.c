@@ -1540,6 +1540,20 @@ wait_count (gint * counter, gint n, const gchar * what)
   }
 }
 
+/* src ! capsfilter ! sink in pipe: fakesrc sends no caps of its own, and
+ * ipcringsink refuses data before caps. */
+static void
+link_with_octet_caps (GstElement * pipe, GstElement * src, GstElement * sink)
+{
+  GstElement *filter = gst_element_factory_make ("capsfilter", NULL);
+  fail_unless (filter != NULL);
+  GstCaps *caps = gst_caps_new_empty_simple ("application/octet-stream");
+  g_object_set (filter, "caps", caps, NULL);
+  gst_caps_unref (caps);
+  gst_bin_add_many (GST_BIN (pipe), src, filter, sink, NULL);
+  fail_unless (gst_element_link_many (src, filter, sink, NULL));
+}
+
 /* One round of fakesrc ! ipcringsink on a 4096-byte ring with no reader:
  * 1024-byte buffers, so the fourth render blocks on the full ring (the
  * first round checks that no fifth buffer comes). */
@@ -1556,8 +1570,7 @@ sink_blocked_round (const gchar * ring, guint round)
   g_object_set (src, "sizemax", 1024, "signal-handoffs", TRUE, NULL);
   g_signal_connect (src, "handoff", G_CALLBACK (on_handoff), &handoffs);
   g_object_set (sink, "ring", ring, "capacity", (guint64) 4096, NULL);
-  gst_bin_add_many (GST_BIN (pipe), src, sink, NULL);
-  fail_unless (gst_element_link (src, sink));
+  link_with_octet_caps (pipe, src, sink);
 
   fail_if (gst_element_set_state (pipe, GST_STATE_PLAYING) == GST_STATE_CHANGE_FAILURE);
   wait_count (&handoffs, 4, "buffers produced");
@@ -1793,8 +1806,7 @@ GST_START_TEST (test_flushing_seek_while_blocked)
   g_object_set (src, "sizemax", 1024, "signal-handoffs", TRUE, NULL);
   g_signal_connect (src, "handoff", G_CALLBACK (on_handoff), &handoffs);
   g_object_set (sink, "ring", ring, "capacity", (guint64) 4096, NULL);
-  gst_bin_add_many (GST_BIN (pipe), src, sink, NULL);
-  fail_unless (gst_element_link (src, sink));
+  link_with_octet_caps (pipe, src, sink);
   GstBus *bus = gst_element_get_bus (pipe);
 
   fail_if (gst_element_set_state (pipe, GST_STATE_PLAYING) == GST_STATE_CHANGE_FAILURE);
@@ -2059,6 +2071,70 @@ GST_START_TEST (test_src_segment_before_caps)
   check_sticky_segments (src, &seg);
   gst_check_remove_log_filter (filter);
   teardown_ordered (sink, src, &log, ring);
+}
+
+GST_END_TEST;
+
+/* Regression (a stress run of both sides restarting, where the src failed
+ * with "The producer sent data before caps."): GstPad lets a buffer reach a
+ * sink pad that has lost its sticky caps (the pad was deactivated and
+ * reactivated while the upstream thread was between sending them and
+ * pushing), and the sink wrote it. The sink refuses a buffer before any
+ * caps with not-negotiated and a warning, writes nothing for it, and the
+ * stream goes on once caps come: the src sees caps before data and posts no
+ * error. */
+GST_START_TEST (test_sink_refuses_data_before_caps)
+{
+  announce ("a buffer before any caps: the sink refuses it, the src sees nothing of it");
+  GstBus *sink_bus = gst_bus_new ();
+  GstBus *src_bus = gst_bus_new ();
+  OrderLog log;
+  gchar *ring = ring_path_new ();
+  GstHarness *src = src_harness_new (ring, src_bus, &log);
+  GstHarness *sink = sink_harness_new (ring, 1u << 20, sink_bus);
+  wait_reader_attached (ring, 1);
+
+  GstSegment seg;
+  gst_segment_init (&seg, GST_FORMAT_TIME);
+  fail_unless (gst_harness_push_event (sink, gst_event_new_stream_start ("s")));
+  fail_unless (gst_harness_push_event (sink, gst_event_new_segment (&seg)));
+  for (guint i = 0; i < 2; i++)
+    fail_unless_equals_int (gst_harness_push (sink, make_buffer (i, 100, 1, 0)),
+        GST_FLOW_NOT_NEGOTIATED);
+  /* one warning, however many buffers */
+  GstMessage *msg = gst_bus_pop_filtered (sink_bus, GST_MESSAGE_WARNING);
+  fail_unless (msg != NULL, "the sink refused data before caps without a warning");
+  GError *err = NULL;
+  gst_message_parse_warning (msg, &err, NULL);
+  g_print ("    warning: \"%s\"\n", err->message);
+  fail_unless (err->domain == GST_CORE_ERROR && err->code == GST_CORE_ERROR_NEGOTIATION);
+  assert_contains (err->message, "before any caps");
+  g_error_free (err);
+  gst_message_unref (msg);
+  fail_unless (gst_bus_pop_filtered (sink_bus, GST_MESSAGE_WARNING) == NULL);
+
+  /* The producer's pads (the harness's and the sink's) warn about caps
+   * after a segment: expected here. */
+  gint misordered = 0;
+  GstCheckLogFilter *filter = count_pad_warnings ("<(ipcringsink[0-9]*:sink|'':src)> Sticky "
+      "event misordering", &misordered);
+  GstCaps *test_caps = gst_caps_new_empty_simple ("application/x-test");
+  fail_unless (gst_harness_push_event (sink, gst_event_new_caps (test_caps)));
+  gst_caps_unref (test_caps);
+  gst_check_remove_log_filter (filter);
+  GstBuffer *buf = make_buffer (7, 100, 1, 0);
+  GST_BUFFER_OFFSET (buf) = 7;
+  fail_unless_equals_int (gst_harness_push (sink, buf), GST_FLOW_OK);
+  GstBuffer *got = pull_buffer (src);
+  fail_unless (got != NULL);
+  fail_unless_equals_uint64 (GST_BUFFER_OFFSET (got), 7);
+  gst_buffer_unref (got);
+  check_order_after_eos (sink, src, &log, "stream-start caps:application/x-test segment buffer eos");
+  assert_no_error (src_bus);
+  assert_no_error (sink_bus);
+  teardown_ordered (sink, src, &log, ring);
+  bus_free (sink_bus);
+  bus_free (src_bus);
 }
 
 GST_END_TEST;
@@ -2375,6 +2451,7 @@ ipcring_elements_suite (void)
   tcase_add_test (tc, test_caps_renegotiation);
   tcase_add_test (tc, test_sink_handoff);
   tcase_add_test (tc, test_src_segment_before_caps);
+  tcase_add_test (tc, test_sink_refuses_data_before_caps);
   tcase_add_test (tc, test_largest_buffer);
   tcase_add_test (tc, test_fd_rings);
   tcase_add_test (tc, test_sink_without_ring);
