@@ -45,11 +45,13 @@
  *   - nothing after the structure (a top-level event string may end in ';').
  * Every scalar is deserialized once on its own, with the type and the text
  * the parser will use, so that the parser never fails inside a list (which
- * would leak). Names that are not GQuarks yet are charged to a
- * process-wide budget of IPCRING_MAX_NEW_NAMES (refunded for names that a
- * refused record did not intern after all); a record that needs more is
- * refused. The encoder applies the same check to what it writes, so the
- * sink never carries an event that a reader would refuse. */
+ * would leak); a quoted structure, caps or tag list is checked as its
+ * deserializer unwraps it, octal escapes (a backslash and three octal
+ * digits) read as the bytes they stand for. Names that are not GQuarks yet
+ * are charged to a process-wide budget of IPCRING_MAX_NEW_NAMES (refunded
+ * for names that a refused record did not intern after all); a record that
+ * needs more is refused. The encoder applies the same check to what it
+ * writes, so the sink never carries an event that a reader would refuse. */
 
 #define MAX_DEPTH 16
 #define MAX_NAME_LEN 255
@@ -229,6 +231,38 @@ static gboolean check_structure (Check * c, const gchar * s, const gchar ** afte
     guint flags, gboolean caps, gboolean taglist);
 static gboolean check_caps (Check * c, const gchar * s, guint flags, gboolean nested);
 
+/* A quoted value as GStreamer's deserializers of structures, caps and tag
+ * lists read it (gst_string_unwrap()): the text between the quotes, where a
+ * backslash and three octal digits, the first 0 to 3, are that byte; a
+ * backslash then 0 to 3 without two octal digits after it is an error; a
+ * backslash before any other character is that character. q is a whole
+ * quoted value as check_value() cuts it (its last character is its only
+ * unescaped quote). NULL on error. */
+static gchar *
+string_unwrap (const gchar * q)
+{
+  gsize n = strlen (q);
+  gchar *out = g_malloc (n);
+  gchar *w = out;
+  for (const gchar * r = q + 1; r < q + n - 1; r++) {
+    if (*r == '\\') {
+      r++;
+      if (*r >= '0' && *r <= '3') {
+        if (r[1] < '0' || r[1] > '7' || r[2] < '0' || r[2] > '7') {
+          g_free (out);
+          return NULL;
+        }
+        *w++ = (gchar) (((r[0] - '0') << 6) | ((r[1] - '0') << 3) | (r[2] - '0'));
+        r += 2;
+        continue;
+      }
+    }
+    *w++ = *r;
+  }
+  *w = '\0';
+  return out;
+}
+
 /* The text of a nested structure, caps or tag list is whole. */
 static gboolean
 check_nested (Check * c, GType type, const gchar * v)
@@ -292,13 +326,20 @@ check_scalar (Check * c, GType type, const gchar * v, GValue * out)
     for (gsize i = 0; i < n; i++)
       if (!g_ascii_isxdigit (v[i]))
         return fail (c, "buffer value with a character that is not a hex digit");
-  } else if (type == GST_TYPE_TAG_LIST) {
-    if (!g_str_has_prefix (v, "taglist"))
-      return fail (c, "tag list value not starting with \"taglist\"");
-    if (!check_nested (c, type, v))
-      return FALSE;
-  } else if (type == GST_TYPE_STRUCTURE || type == GST_TYPE_CAPS) {
-    if (!check_nested (c, type, v))
+  } else if (type == GST_TYPE_TAG_LIST || type == GST_TYPE_STRUCTURE || type == GST_TYPE_CAPS) {
+    /* The deserializer unwraps a quoted value itself, octal escapes and
+     * all: the text checked is the text it will parse. */
+    gchar *text = *v == '"' ? string_unwrap (v) : g_strdup (v);
+    if (!text)
+      return fail (c, "quoted value with a backslash and 0 to 3 not followed by two octal "
+          "digits");
+    gboolean ok;
+    if (type == GST_TYPE_TAG_LIST && !g_str_has_prefix (text, "taglist"))
+      ok = fail (c, "tag list value not starting with \"taglist\"");
+    else
+      ok = check_nested (c, type, text);
+    g_free (text);
+    if (!ok)
       return FALSE;
   }
   GValue tmp = G_VALUE_INIT;
@@ -435,8 +476,9 @@ check_value (Check * c, const gchar * s, GType type, const gchar ** after, guint
     *after = s;
     return ok;
   }
-  /* A scalar: a quoted string (unescaped unless it is a string value, which
-   * keeps its quotes for gst_value_deserialize()) or a run of unquoted
+  /* A scalar: a quoted string (unescaped unless it is a string value, or a
+   * structure, caps or tag list value, which keep their quotes and escapes
+   * for gst_value_deserialize() as in the parser) or a run of unquoted
    * string characters. */
   gchar *v;
   /* GStreamer 1.22 hands a quoted buffer value to the buffer deserializer
@@ -445,7 +487,8 @@ check_value (Check * c, const gchar * s, GType type, const gchar ** after, guint
   if (*s == '"' && type == GST_TYPE_BUFFER)
     return fail (c, "buffer value quoted");
   if (*s == '"') {
-    gboolean unescape = type != G_TYPE_STRING;
+    gboolean unescape = type != G_TYPE_STRING && type != GST_TYPE_STRUCTURE
+        && type != GST_TYPE_CAPS && type != GST_TYPE_TAG_LIST;
     const gchar *p = s + 1;
     GString *u = g_string_new (NULL);
     while (*p != '"') {
