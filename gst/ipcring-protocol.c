@@ -297,10 +297,15 @@ check_scalar (Check * c, GType type, const gchar * v, GValue * out)
     const GType tries[] = { G_TYPE_INT, G_TYPE_DOUBLE, GST_TYPE_FRACTION, GST_TYPE_FLAG_SET,
       G_TYPE_BOOLEAN, G_TYPE_STRING
     };
+    /* The parser tries the types other than string on the text between the
+     * quotes of a quoted value as it is (escapes and all), and the string
+     * on the whole quoted value. */
+    gchar *inner = *v == '"' ? g_strndup (v + 1, strlen (v) - 2) : NULL;
     for (gsize i = 0; i < G_N_ELEMENTS (tries); i++) {
       GValue tmp = G_VALUE_INIT;
       g_value_init (&tmp, tries[i]);
-      if (gst_value_deserialize (&tmp, v)) {
+      if (gst_value_deserialize (&tmp, inner && tries[i] != G_TYPE_STRING ? inner : v)) {
+        g_free (inner);
         if (c->in_list && G_VALUE_HOLDS_STRING (&tmp) && !g_value_get_string (&tmp)) {
           g_value_unset (&tmp);
           return fail (c, "NULL string in a list or array");
@@ -313,6 +318,7 @@ check_scalar (Check * c, GType type, const gchar * v, GValue * out)
       }
       g_value_unset (&tmp);
     }
+    g_free (inner);
     return fail (c, "value does not parse");
   }
   if (type == GST_TYPE_BUFFER) {
@@ -476,10 +482,9 @@ check_value (Check * c, const gchar * s, GType type, const gchar ** after, guint
     *after = s;
     return ok;
   }
-  /* A scalar: a quoted string (unescaped unless it is a string value, or a
-   * structure, caps or tag list value, which keep their quotes and escapes
-   * for gst_value_deserialize() as in the parser) or a run of unquoted
-   * string characters. */
+  /* A scalar: a quoted string, which the parser hands to the deserializer
+   * as it is, quotes and escapes (check_scalar() does the same), or a run of
+   * unquoted string characters. */
   gchar *v;
   /* GStreamer 1.22 hands a quoted buffer value to the buffer deserializer
    * with its quotes, which then frees the buffer before unmapping it; the
@@ -487,27 +492,16 @@ check_value (Check * c, const gchar * s, GType type, const gchar ** after, guint
   if (*s == '"' && type == GST_TYPE_BUFFER)
     return fail (c, "buffer value quoted");
   if (*s == '"') {
-    gboolean unescape = type != G_TYPE_STRING && type != GST_TYPE_STRUCTURE
-        && type != GST_TYPE_CAPS && type != GST_TYPE_TAG_LIST;
     const gchar *p = s + 1;
-    GString *u = g_string_new (NULL);
     while (*p != '"') {
-      if (*p == '\0' || (*p == '\\' && p[1] == '\0')) {
-        g_string_free (u, TRUE);
+      if (*p == '\0' || (*p == '\\' && p[1] == '\0'))
         return fail (c, "string not terminated");
-      }
       if (*p == '\\')
         p++;
-      g_string_append_c (u, *p);
       p++;
     }
     p++;
-    if (unescape)
-      v = g_string_free (u, FALSE);
-    else {
-      g_string_free (u, TRUE);
-      v = g_strndup (s, p - s);
-    }
+    v = g_strndup (s, p - s);
     s = p;
   } else {
     const gchar *e = simple_end (s);
