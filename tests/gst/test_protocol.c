@@ -577,6 +577,47 @@ GST_START_TEST (test_octal_escape_in_nested_value)
 
 GST_END_TEST;
 
+/* Bug 13 (found while reducing bug 12): the check unescaped the other
+ * quoted values too, but the parser hands a quoted value to its
+ * deserializer as it is, quotes and escapes. (int)"5" passed the check as
+ * the int 5, but is no int to GStreamer; an untyped "\09" passed as the int
+ * 9, but GStreamer tries the number types on \09 (the quotes stripped, the
+ * escape kept) and the string type on "\09", which does not unwrap (\0
+ * must start an octal escape). Inside a list, GStreamer 1.22 then leaked
+ * the list under gst_structure_from_string() (and under
+ * gst_caps_from_string() for caps). Each quoted value is now deserialized
+ * with the text the parser will use, so these records are refused before
+ * the parser sees them and nothing leaks; quoted values that the parser
+ * reads still decode, as it reads them. */
+GST_START_TEST (test_quoted_values_read_as_the_parser_reads_them)
+{
+  const gchar *bad[] = {
+    "x, a=(int){ \"5\", 6 };",
+    "x, a=(double)< \"0.5\", 1.0 >;",
+    "x, a=(fraction){ 1/3, \"1/2\" };",
+    "x, a={ \"\\09\", y };",
+  };
+  for (gsize i = 0; i < G_N_ELEMENTS (bad); i++)
+    assert_event_refused (GST_EVENT_CUSTOM_DOWNSTREAM, bad[i], "value does not parse");
+  assert_event_refused (GST_EVENT_CUSTOM_DOWNSTREAM, "x, a=(int)[ \"1\", 5 ];",
+      "does not parse as its type");
+  assert_caps_refused ("video/x-raw, a=(int){ \"5\", 6 }", "does not parse as its type");
+  assert_refusals_do_not_grow_heap (GST_EVENT_CUSTOM_DOWNSTREAM, bad, G_N_ELEMENTS (bad));
+
+  const gchar *why = NULL;
+  GstEvent *ev = decode_event_string (GST_EVENT_CUSTOM_DOWNSTREAM,
+      "x, l={ \"a\\,b\", c }, o=\"\\101\\ b\";", &why);
+  fail_unless (ev != NULL, "%s", why);
+  const GstStructure *s = gst_event_get_structure (ev);
+  const GValue *l = gst_structure_get_value (s, "l");
+  fail_unless (GST_VALUE_HOLDS_LIST (l) && gst_value_list_get_size (l) == 2);
+  fail_unless_equals_string (g_value_get_string (gst_value_list_get_value (l, 0)), "a,b");
+  fail_unless_equals_string (gst_structure_get_string (s, "o"), "A b");
+  gst_event_unref (ev);
+}
+
+GST_END_TEST;
+
 /* Bug 8: every new structure or field name became a GQuark for the life of
  * the process, so a writer could grow a long-lived reader without bound with
  * custom events of unique names. New names are charged to a budget of
@@ -673,6 +714,7 @@ protocol_suite (void)
   tcase_add_test (tc, test_valid_events_still_decode);
   tcase_add_test (tc, test_upstream_qos_lateness_within_timestamp);
   tcase_add_test (tc, test_octal_escape_in_nested_value);
+  tcase_add_test (tc, test_quoted_values_read_as_the_parser_reads_them);
   tcase_add_test (tc, test_new_names_are_bounded);
   return s;
 }
