@@ -341,7 +341,10 @@ GST_START_TEST (test_unterminated_list_does_not_leak)
     const gchar *why = NULL;
     fail_unless (decode_event_string (GST_EVENT_CUSTOM_DOWNSTREAM, bad[i], &why) == NULL, "%s",
         bad[i]);
-    fail_if (strstr (why, "does not parse\"") != NULL);
+    /* refused by the check, before GStreamer's parser could leak */
+    g_print ("    refused: %s: %s\n", bad[i], why);
+    fail_if (g_strcmp0 (why, "event structure does not parse") == 0, "%s reached the parser",
+        bad[i]);
   }
   /* Nesting is bounded too (the parser recurses without a limit). */
   GString *deep = g_string_new ("x, a=");
