@@ -1698,10 +1698,29 @@ static void test_spin_setting(void)
   pair_close(&p);
 }
 
+/* Two records for a sleeping reader: the first 20 ms late, the second 300 us
+ * after it (time for the reader to read the first and sleep again). */
+static void *push_two_close(void *arg)
+{
+  ipcring_writer *w = arg;
+  tu_sleep_ms(20);
+  CHECK_RC(ipcring_writer_push(w, "p", 1, 1, 0), 0);
+  int64_t until = tu_now_ns() + 300 * 1000;
+  while (tu_now_ns() < until)
+    ;
+  CHECK_RC(ipcring_writer_push(w, "q", 1, 1, 0), 0);
+  return NULL;
+}
+
 /* Hand-off: a commit that wakes a sleeping reader yields the writer's CPU
  * once (by default), so a reader woken there runs at once; a commit that
  * wakes no one never yields, and ipcring_writer_set_handoff(w, 0) turns the
- * yield off. The writer's handoffs counter shows what it did. */
+ * yield off. A wake less than 500 us after the previous one does not yield
+ * either: wakes that close are a stream the reader nearly keeps up with, not
+ * a pause in one. (Regression: with every wake yielding, a 256 B stream
+ * beside one busy process on two CPUs now and then took 4 to 17 times as
+ * long, and a reader of records 1 us apart looked at the write index 10
+ * times per record.) The writer's handoffs counter shows what it did. */
 static void test_handoff(void)
 {
   struct pair p;
@@ -1719,6 +1738,24 @@ static void test_handoff(void)
     CHECK(after.handoffs == before.handoffs + (uint64_t)on, "%llu hand-off(s) with hand-off %s",
           (unsigned long long)(after.handoffs - before.handoffs), on ? "on" : "off");
   }
+  /* Two wakes 300 us apart: only the first yields. The reader must have
+   * slept again before the second record, which a busy machine may not
+   * allow in a round. */
+  ipcring_writer_set_handoff(p.w, 1);
+  int two_wakes = 0;
+  for (int round = 1; round <= 5 && !two_wakes; round++) {
+    struct ipcring_info before, after;
+    ipcring_writer_info(p.w, &before);
+    read_records(&p, 2, push_two_close, p.w);
+    ipcring_writer_info(p.w, &after);
+    uint64_t wakes = after.wakes - before.wakes, handoffs = after.handoffs - before.handoffs;
+    printf("  round %d: records 20 ms and 300 us apart: %llu wake(s), %llu hand-off(s)\n", round,
+           (unsigned long long)wakes, (unsigned long long)handoffs);
+    CHECK(handoffs == 1, "%llu hand-off(s) for %llu wake(s), the second 300 us after the first",
+          (unsigned long long)handoffs, (unsigned long long)wakes);
+    two_wakes = wakes == 2;
+  }
+  CHECK(two_wakes, "the reader never slept between two records 300 us apart in 5 rounds");
   /* Streaming: no reader waits, no wake, no yield. */
   ipcring_writer_set_handoff(p.w, 1);
   struct ipcring_info before, after;
@@ -1754,23 +1791,32 @@ static void *push_paced(void *arg)
 
 /* Adaptive spinning: records 200 us apart (longer than the default 20 us
  * spin) make the reader sleep at first, then spin long enough to catch each
- * one, so a steady stream makes (almost) no futex calls. */
+ * one, so a steady stream makes (almost) no futex calls: about 10 sleeps
+ * for 300 records on a quiet machine, and about 300 without adapting, in
+ * every round. A spin is bounded in time, so a reader taken off its CPU
+ * while it spins sleeps anyway: beside a third busy process on two CPUs it
+ * slept 133 to 145 times here (and 279 to 300 times while every wake
+ * yielded, see test_handoff). The best of up to five rounds counts. */
 static void test_adaptive_spin(void)
 {
-  struct pair p;
-  pair_open(&p, "adapt", 4096);
-  struct ipcring_info before, after;
-  ipcring_reader_info(p.r, &before);
-  struct paced_push pp = { p.w, 300, 200 * 1000 };
-  read_records(&p, pp.n, push_paced, &pp);
-  ipcring_reader_info(p.r, &after);
-  uint64_t sleeps = after.waits - before.waits;
-  printf("  300 records 200 us apart: the reader slept %llu times\n", (unsigned long long)sleeps);
-  /* Without adapting it sleeps for every record (about 300); on a quiet
-   * machine about 10. The bound leaves room for a busy one descheduling the
-   * writer thread, which makes longer gaps. */
-  CHECK(sleeps < 200, "the reader slept %llu times for 300 records", (unsigned long long)sleeps);
-  pair_close(&p);
+  uint64_t best = UINT64_MAX;
+  for (int round = 1; round <= 5 && best >= 200; round++) {
+    struct pair p;
+    pair_open(&p, "adapt", 4096);
+    struct ipcring_info before, after;
+    ipcring_reader_info(p.r, &before);
+    struct paced_push pp = { p.w, 300, 200 * 1000 };
+    read_records(&p, pp.n, push_paced, &pp);
+    ipcring_reader_info(p.r, &after);
+    uint64_t sleeps = after.waits - before.waits;
+    printf("  round %d: 300 records 200 us apart, the reader slept %llu times\n", round,
+           (unsigned long long)sleeps);
+    if (sleeps < best)
+      best = sleeps;
+    pair_close(&p);
+  }
+  CHECK(best < 200, "the reader slept at best %llu times for 300 records in 5 rounds",
+        (unsigned long long)best);
 }
 
 /* Writer: n records, each after a busy wait of gap_ns, so that the reader
@@ -1791,24 +1837,33 @@ static void *push_busy_paced(void *arg)
  * every 1 us) looks at the write index once per batch of records, not once
  * per record: each look pulls the index's cache line and the line of the
  * record being written away from the writer. Without batching it looks
- * about once per record. */
+ * about once per record (0.8 records per look here), in every round.
+ * What is pinned down is that the reader batches when both threads have a
+ * CPU: a busy machine that takes the writer off its CPU makes the reader
+ * look into an idle ring many times per record (0.3 records per look in a
+ * run beside a full test suite and a valgrind run, which failed this test
+ * when it measured one round), so the best of up to five rounds counts. */
 static void test_reader_batches(void)
 {
-  struct pair p;
-  pair_open(&p, "batch", 1 << 20);
-  struct ipcring_info before, after;
-  ipcring_reader_info(p.r, &before);
-  struct paced_push pp = { p.w, 20000, 1000 };
-  read_records(&p, pp.n, push_busy_paced, &pp);
-  ipcring_reader_info(p.r, &after);
-  uint64_t looks = after.looks - before.looks;
-  double per_look = (double)pp.n / (double)(looks ? looks : 1);
-  printf("  %d records 1 us apart: the reader looked %llu times, %.1f records per look\n", pp.n,
-         (unsigned long long)looks, per_look);
-  /* About 10 on a 2-core EPYC (looks 13 us apart); a machine that takes the
-   * writer off its CPU now and then lowers it. */
-  CHECK(per_look >= 3.0, "%.1f records per look at the write index", per_look);
-  pair_close(&p);
+  double best = 0;
+  for (int round = 1; round <= 5 && best < 3.0; round++) {
+    struct pair p;
+    pair_open(&p, "batch", 1 << 20);
+    struct ipcring_info before, after;
+    ipcring_reader_info(p.r, &before);
+    struct paced_push pp = { p.w, 20000, 1000 };
+    read_records(&p, pp.n, push_busy_paced, &pp);
+    ipcring_reader_info(p.r, &after);
+    uint64_t looks = after.looks - before.looks;
+    double per_look = (double)pp.n / (double)(looks ? looks : 1);
+    printf("  round %d: %d records 1 us apart, the reader looked %llu times, %.1f records per "
+           "look\n", round, pp.n, (unsigned long long)looks, per_look);
+    if (per_look > best)
+      best = per_look;
+    pair_close(&p);
+  }
+  /* About 10 on a 2-core EPYC (looks 13 us apart). */
+  CHECK(best >= 3.0, "at best %.1f records per look at the write index in 5 rounds", best);
 }
 
 int main(void)
