@@ -358,8 +358,11 @@ void ipcring_reader_set_spin(ipcring_reader *r, int64_t ns);
  * writer yields its CPU once (sched_yield()). Linux often wakes the reader on
  * the writer's CPU, where it would wait until the writer blocks; the yield
  * lets it run at once, which is most of the latency of a record crossing an
- * idle ring. A commit that wakes no one (the streaming case) never yields.
- * Turn it off for a writer thread that must not give up its CPU. */
+ * idle ring. A commit that wakes no one (the streaming case) never yields,
+ * nor does a wake less than 500 us after the previous one (a stream the
+ * reader nearly keeps up with, where yielding on a busy machine only kept
+ * the reader beside the writer or gave the CPU away). Turn it off for a
+ * writer thread that must not give up its CPU. */
 void ipcring_writer_set_handoff(ipcring_writer *w, int on);
 
 /* ---- Information ------------------------------------------------------ */
