@@ -120,7 +120,9 @@ wait_reader_attached (const gchar * path, guint64 gen)
 typedef struct
 {
   GMutex lock;
+  GCond cond;
   GString *text;
+  gboolean eos;                 /* an EOS reached the pad */
 } OrderLog;
 
 static GstPadProbeReturn
@@ -143,16 +145,28 @@ order_log_probe (GstPad * pad, GstPadProbeInfo * info, gpointer user_data)
       g_string_append_printf (log->text, ":%s",
           gst_structure_get_name (gst_caps_get_structure (caps, 0)));
     }
+    if (GST_EVENT_TYPE (ev) == GST_EVENT_EOS) {
+      log->eos = TRUE;
+      g_cond_broadcast (&log->cond);
+    }
   }
   g_mutex_unlock (&log->lock);
   return GST_PAD_PROBE_OK;
 }
 
 static void
-order_log_attach (OrderLog * log, GstPad * pad)
+order_log_init (OrderLog * log)
 {
   g_mutex_init (&log->lock);
+  g_cond_init (&log->cond);
   log->text = g_string_new ("");
+  log->eos = FALSE;
+}
+
+static void
+order_log_attach (OrderLog * log, GstPad * pad)
+{
+  order_log_init (log);
   gst_pad_add_probe (pad, GST_PAD_PROBE_TYPE_DATA_DOWNSTREAM, order_log_probe, log, NULL);
 }
 
@@ -165,11 +179,31 @@ order_log_get (OrderLog * log)
   return s;
 }
 
+/* The log once an EOS has reached the pad (at most 10 s). The sink's EOS
+ * returns when the reader has read everything, which is before the src's
+ * streaming thread pushes the EOS on: order_log_get() right after
+ * push_eos_bounded() may see the stream without its "eos". */
+static gchar *
+order_log_get_after_eos (OrderLog * log)
+{
+  gint64 end = g_get_monotonic_time () + 10 * G_USEC_PER_SEC;
+  g_mutex_lock (&log->lock);
+  while (!log->eos)
+    if (!g_cond_wait_until (&log->cond, &log->lock, end))
+      break;
+  gboolean eos = log->eos;
+  gchar *s = g_strdup (log->text->str);
+  g_mutex_unlock (&log->lock);
+  fail_unless (eos, "no EOS within 10 s; got: %s", s);
+  return s;
+}
+
 /* After the harness that fed it is torn down. */
 static void
 order_log_free (OrderLog * log)
 {
   g_string_free (log->text, TRUE);
+  g_cond_clear (&log->cond);
   g_mutex_clear (&log->lock);
 }
 
@@ -1039,7 +1073,7 @@ GST_START_TEST (test_caps_renegotiation)
   }
   push_eos_bounded (sink);
 
-  gchar *order = order_log_get (&log);
+  gchar *order = order_log_get_after_eos (&log);
   g_print ("    order: %s\n", order);
   fail_unless_equals_string (order, "stream-start caps:video/x-raw segment buffer buffer "
       "caps:audio/x-raw buffer buffer caps:video/x-raw buffer eos");
@@ -1909,8 +1943,7 @@ GST_START_TEST (test_src_segment_after_flush)
   gchar *ring = g_build_filename (dir, "ring", NULL);
   GstBus *bus = gst_bus_new ();
   OrderLog log;
-  g_mutex_init (&log.lock);
-  log.text = g_string_new ("");
+  order_log_init (&log);
   GstHarness *src = src_harness_new (ring, bus, NULL);
   gst_pad_add_probe (src->sinkpad, GST_PAD_PROBE_TYPE_DATA_DOWNSTREAM |
       GST_PAD_PROBE_TYPE_EVENT_FLUSH, order_log_probe, &log, NULL);
@@ -1970,7 +2003,7 @@ GST_START_TEST (test_src_segment_after_flush)
   }
   push_eos_bounded (sink);
 
-  gchar *order = order_log_get (&log);
+  gchar *order = order_log_get_after_eos (&log);
   g_print ("    order: %s\n", order);
   fail_unless_equals_string (order, "stream-start caps:application/x-test segment buffer "
       "flush-start flush-stop segment buffer "
@@ -2167,8 +2200,7 @@ GST_START_TEST (test_src_pad_offset)
   fail_unless (src != NULL, "no ipcringsrc");
   g_object_set (src->element, "ring", ring, NULL);
   gst_element_set_bus (src->element, bus);
-  g_mutex_init (&log.lock);
-  log.text = g_string_new ("");
+  order_log_init (&log);
   gst_pad_add_probe (src->sinkpad, GST_PAD_PROBE_TYPE_DATA_DOWNSTREAM |
       GST_PAD_PROBE_TYPE_EVENT_FLUSH, order_log_probe, &log, NULL);
   GstPad *srcpad = gst_element_get_static_pad (src->element, "src");
@@ -2202,7 +2234,7 @@ GST_START_TEST (test_src_pad_offset)
   }
   push_eos_bounded (sink);
 
-  gchar *order = order_log_get (&log);
+  gchar *order = order_log_get_after_eos (&log);
   g_print ("    order: %s\n", order);
   fail_unless_equals_string (order, "stream-start caps:application/x-test segment buffer "
       "stream-start caps:application/x-test segment buffer "
