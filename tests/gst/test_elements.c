@@ -40,6 +40,23 @@
 
 #define MSEC (GST_MSECOND)
 
+/* gst-check multiplies its timeouts by CK_TIMEOUT_MULTIPLIER (20 under
+ * valgrind, see tools/valgrind-elements); so does every bound here. */
+static gint64
+slack (void)
+{
+  const gchar *s = g_getenv ("CK_TIMEOUT_MULTIPLIER");
+  gint64 k = s && *s ? g_ascii_strtoll (s, NULL, 10) : 1;
+  return k >= 1 ? k : 1;
+}
+
+/* seconds from now, in g_get_monotonic_time() microseconds, with slack */
+static gint64
+deadline_s (gint seconds)
+{
+  return g_get_monotonic_time () + seconds * slack () * G_USEC_PER_SEC;
+}
+
 /* ---- Temporary directory --------------------------------------------- */
 
 #define IPCRING_TEST_DIR_NAME "ipcring-gst"
@@ -103,7 +120,7 @@ ring_reader_generation (const gchar * path)
 static void
 wait_reader_attached (const gchar * path, guint64 gen)
 {
-  gint64 end = g_get_monotonic_time () + 5 * G_USEC_PER_SEC;
+  gint64 end = deadline_s (5);
   while (ring_reader_generation (path) < gen) {
     fail_unless (g_get_monotonic_time () < end,
         "no reader attached to %s within 5 s", path);
@@ -186,7 +203,7 @@ order_log_get (OrderLog * log)
 static gchar *
 order_log_get_after_eos (OrderLog * log)
 {
-  gint64 end = g_get_monotonic_time () + 10 * G_USEC_PER_SEC;
+  gint64 end = deadline_s (10);
   g_mutex_lock (&log->lock);
   while (!log->eos)
     if (!g_cond_wait_until (&log->cond, &log->lock, end))
@@ -291,7 +308,7 @@ push_job_start (GstHarness * h, GstBuffer * buf, GstEvent * event)
 static gboolean
 push_job_wait (PushJob * job, gint64 timeout_ms)
 {
-  gint64 end = g_get_monotonic_time () + timeout_ms * 1000;
+  gint64 end = g_get_monotonic_time () + timeout_ms * 1000 * slack ();
   while (!g_atomic_int_get (&job->done)) {
     if (g_get_monotonic_time () >= end)
       return FALSE;
@@ -320,7 +337,7 @@ push_eos_bounded (GstHarness * sink)
 static gchar *
 expect_error (GstBus * bus, GstClockTime timeout, GQuark domain, gint code)
 {
-  GstMessage *msg = gst_bus_timed_pop_filtered (bus, timeout, GST_MESSAGE_ERROR);
+  GstMessage *msg = gst_bus_timed_pop_filtered (bus, timeout * slack (), GST_MESSAGE_ERROR);
   fail_unless (msg != NULL, "no error message within %" GST_TIME_FORMAT,
       GST_TIME_ARGS (timeout));
   GError *err = NULL;
@@ -466,7 +483,7 @@ check_segment_equal (const GstSegment * got, const GstSegment * want)
 static GstBuffer *
 pull_buffer (GstHarness * h)
 {
-  gint64 end = g_get_monotonic_time () + PULL_TIMEOUT_US;
+  gint64 end = g_get_monotonic_time () + PULL_TIMEOUT_US * slack ();
   GstBuffer *buf;
   while ((buf = gst_harness_try_pull (h)) == NULL && g_get_monotonic_time () < end)
     g_usleep (200);
@@ -476,7 +493,7 @@ pull_buffer (GstHarness * h)
 static GstEvent *
 pull_event (GstHarness * h)
 {
-  gint64 end = g_get_monotonic_time () + PULL_TIMEOUT_US;
+  gint64 end = g_get_monotonic_time () + PULL_TIMEOUT_US * slack ();
   GstEvent *ev;
   while ((ev = gst_harness_try_pull_event (h)) == NULL && g_get_monotonic_time () < end)
     g_usleep (200);
@@ -1531,7 +1548,7 @@ typedef struct
 static void
 timing_add (Timing * t, gint64 us, guint round)
 {
-  fail_unless (us < NULL_BOUND_US, "round %u: PLAYING -> NULL took %" G_GINT64_FORMAT " us",
+  fail_unless (us < NULL_BOUND_US * slack (), "round %u: PLAYING -> NULL took %" G_GINT64_FORMAT " us",
       round, us);
   t->max_us = MAX (t->max_us, us);
   t->total_us += us;
@@ -1566,7 +1583,7 @@ on_handoff (GstElement * e, GstBuffer * buf, GstPad * pad, gpointer data)
 static void
 wait_count (gint * counter, gint n, const gchar * what)
 {
-  gint64 end = g_get_monotonic_time () + 5 * G_USEC_PER_SEC;
+  gint64 end = deadline_s (5);
   while (g_atomic_int_get (counter) < n) {
     fail_unless (g_get_monotonic_time () < end, "%s: only %d of %d within 5 s", what,
         g_atomic_int_get (counter), n);
@@ -1705,7 +1722,7 @@ GST_START_TEST (test_src_stops_while_blocked_in_peek)
     GstElement *pipe = src_pipeline_new (ring);
     fail_unless_equals_int (gst_element_set_state (pipe, GST_STATE_PLAYING),
         GST_STATE_CHANGE_ASYNC);
-    fail_unless_equals_int (ipcring_writer_wait_reader (w, 5 * GST_SECOND), 0);
+    fail_unless_equals_int (ipcring_writer_wait_reader (w, 5 * GST_SECOND * slack ()), 0);
     g_usleep (200);             /* from attach to peek */
     gint64 dt = timed_stop (pipe);
     gst_object_unref (pipe);
@@ -1801,7 +1818,7 @@ read_buffer_offsets (const gchar * ring, guint want)
   ipcring_reader *r = NULL;
   fail_unless_equals_int (ipcring_reader_open (ring, 0, &r), 0);
   GArray *offsets = g_array_new (FALSE, FALSE, sizeof (guint64));
-  gint64 end = g_get_monotonic_time () + 5 * G_USEC_PER_SEC;
+  gint64 end = deadline_s (5);
   static guint8 rec[8192];
   while (offsets->len < want && g_get_monotonic_time () < end) {
     size_t len = 0;
@@ -1844,7 +1861,7 @@ GST_START_TEST (test_flushing_seek_while_blocked)
   GstBus *bus = gst_element_get_bus (pipe);
 
   fail_if (gst_element_set_state (pipe, GST_STATE_PLAYING) == GST_STATE_CHANGE_FAILURE);
-  fail_unless_equals_int (gst_element_get_state (pipe, NULL, NULL, 5 * GST_SECOND),
+  fail_unless_equals_int (gst_element_get_state (pipe, NULL, NULL, 5 * GST_SECOND * slack ()),
       GST_STATE_CHANGE_SUCCESS);
   wait_count (&handoffs, 4, "buffers produced");
   g_usleep (20 * 1000);
@@ -1870,7 +1887,7 @@ GST_START_TEST (test_flushing_seek_while_blocked)
   g_string_free (seen, TRUE);
   g_array_unref (offsets);
 
-  fail_unless_equals_int (gst_element_get_state (pipe, NULL, NULL, 5 * GST_SECOND),
+  fail_unless_equals_int (gst_element_get_state (pipe, NULL, NULL, 5 * GST_SECOND * slack ()),
       GST_STATE_CHANGE_SUCCESS);
   assert_no_error (bus);
   fail_unless_equals_int (gst_element_set_state (pipe, GST_STATE_NULL), GST_STATE_CHANGE_SUCCESS);
@@ -1915,7 +1932,7 @@ static void
 wait_task_paused (GstElement * src)
 {
   GstPad *pad = gst_element_get_static_pad (src, "src");
-  gint64 end = g_get_monotonic_time () + 5 * G_USEC_PER_SEC;
+  gint64 end = deadline_s (5);
   while (gst_pad_get_task_state (pad) != GST_TASK_PAUSED) {
     fail_unless (g_get_monotonic_time () < end, "the src's task did not pause within 5 s");
     g_usleep (100);
@@ -2337,7 +2354,7 @@ inotify_watches_on (const gchar * dir, guint * mask)
 static void
 wait_watches_on (const gchar * dir, guint want, guint * mask)
 {
-  gint64 end = g_get_monotonic_time () + 5 * G_USEC_PER_SEC;
+  gint64 end = deadline_s (5);
   guint n;
   while ((n = inotify_watches_on (dir, mask)) != want) {
     fail_unless (g_get_monotonic_time () < end, "%u inotify watches on %s after 5 s, "
