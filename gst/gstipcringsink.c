@@ -19,6 +19,10 @@
  * writes a stream record and all current sticky events (stream-start, caps,
  * segment, tags) again before the next buffer.
  *
+ * A buffer that comes before any caps is refused (not-negotiated, with one
+ * warning): the consumer could not describe it. Put a capsfilter behind an
+ * element that sends no caps, for example fakesrc ! application/octet-stream.
+ *
  * The sink does not synchronise to the clock by default (sync=false): the
  * consumer's sink does.
  *

@@ -798,14 +798,13 @@ handle_caps (GstIpcRingSrc * self, GstCaps * caps)
   gst_caps_replace (&self->pending_caps, NULL);
   choose_payload (self);
   gst_caps_unref (caps);
-  if (ok)
-    push_deferred_segment (self);
   if (!ok) {
     GST_ELEMENT_ERROR (self, CORE, NEGOTIATION,
         ("Downstream does not accept the stream's caps."),
         ("caps %" GST_PTR_FORMAT, self->caps));
     return GST_FLOW_NOT_NEGOTIATED;
   }
+  push_deferred_segment (self);
   return GST_FLOW_OK;
 }
 
@@ -2014,7 +2013,6 @@ gst_ipc_ring_src_finalize (GObject * object)
   gst_caps_replace (&self->pending_caps, NULL);
   gst_event_replace (&self->own_stream_start, NULL);
   gst_event_replace (&self->own_segment, NULL);
-  self->segment_deferred = FALSE;
   g_hash_table_unref (self->unknown_tags);
   g_array_unref (self->prefetch);
   g_mutex_clear (&self->lock);
